@@ -1,0 +1,44 @@
+"""SP&A-Net: the self-proliferation-and-attention network for wafer defect patterns (no TFX here).
+
+    from spanet import build_spanet, build_model, CircleLoss
+
+The names below are loaded lazily, so ``import spanet.data`` (the data readers and
+the generator) does not pay for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_spanet": "spanet.models",
+    "build_model": "spanet.models",
+    "MODEL_BUILDERS": "spanet.models",
+    "CircleLoss": "spanet.losses",
+    "CosineAnnealing": "spanet.optim",
+    "make_optimizer": "spanet.optim",
+    "make_learning_rate": "spanet.optim",
+    "SelfProliferation": "spanet.layers",
+    "SelfAttention": "spanet.layers",
+    "SPABlock": "spanet.layers",
+    "CosineClassifier": "spanet.layers",
+    "ScaledSoftmax": "spanet.layers",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spanet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

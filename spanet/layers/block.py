@@ -1,0 +1,153 @@
+"""The SP&A block (paper section III-C): an inverted bottleneck of self-proliferation and attention.
+
+main path: proliferate up to ``expansion`` channels -> BN -> ReLU
+           -> (stride > 1: depthwise conv with the stride -> BN -> ReLU)
+           -> self-attention (optional) -> proliferate down to ``filters`` -> BN
+shortcut:  depthwise conv (with the stride) -> BN -> 1x1 conv to ``filters`` -> BN
+output = main + shortcut
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from spanet._keras import keras, register, tf
+from spanet.layers.attention import NORMALIZATIONS, SelfAttention
+from spanet.layers.proliferation import SelfProliferation, proliferation_multiplier
+from spanet.validation import check_choice, check_positive_int, check_ratio
+
+#: BatchNormalization settings used throughout the network.
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+
+
+def _batch_norm(name: str) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+@register
+class SPABlock(keras.layers.Layer):
+    """One self-proliferation-and-attention block.
+
+    Args:
+      filters: output channels.
+      expansion: channels of the high-dimensional middle of the block.
+      kernel_size: kernel of the block's depthwise convolutions (shortcut and strided).
+      strides: spatial stride (1 or 2).
+      ratio: composition ratio r of both self-proliferation modules.
+      attention: whether the block has self-attention.
+      attention_reduction: bottleneck reduction of the attention transform.
+      norm: normalisation inside attention (layer / batch / group).
+      reference_softmax: the published code's single-channel attention softmax.
+
+    As in the published code, the block's own depthwise convolutions use the depth
+    multiplier ``ceil(1/r) - 1`` (1 at r = 0.5), which is why the parameter count
+    grows as r shrinks.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        expansion: int,
+        kernel_size: int = 3,
+        strides: int = 1,
+        ratio: float = 0.5,
+        attention: bool = True,
+        attention_reduction: int = 4,
+        norm: str = "layer",
+        reference_softmax: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int("filters", filters)
+        self.expansion = check_positive_int("expansion", expansion)
+        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.strides = check_positive_int("strides", strides)
+        self.ratio = check_ratio("ratio", ratio)
+        self.attention = bool(attention)
+        self.attention_reduction = check_positive_int("attention_reduction", attention_reduction)
+        self.norm = check_choice("norm", norm, NORMALIZATIONS)
+        self.reference_softmax = bool(reference_softmax)
+        multiplier = proliferation_multiplier(self.ratio)
+
+        self.shortcut_dw = keras.layers.DepthwiseConv2D(
+            self.kernel_size, self.strides, padding="same", depth_multiplier=multiplier,
+            use_bias=False, name="shortcut_dw",
+        )
+        self.shortcut_dw_bn = _batch_norm("shortcut_dw_bn")
+        self.shortcut_proj = keras.layers.Conv2D(self.filters, 1, use_bias=False, name="shortcut_proj")
+        self.shortcut_proj_bn = _batch_norm("shortcut_proj_bn")
+
+        self.expand = SelfProliferation(self.expansion, self.ratio, name="expand")
+        self.expand_bn = _batch_norm("expand_bn")
+        self.strided_dw = None
+        if self.strides > 1:
+            self.strided_dw = keras.layers.DepthwiseConv2D(
+                self.kernel_size, self.strides, padding="same", depth_multiplier=multiplier,
+                use_bias=False, name="strided_dw",
+            )
+            self.strided_dw_bn = _batch_norm("strided_dw_bn")
+        self.self_attention = None
+        if self.attention:
+            self.self_attention = SelfAttention(
+                self.attention_reduction, self.norm, self.reference_softmax, name="attention"
+            )
+        self.project = SelfProliferation(self.filters, self.ratio, name="project")
+        self.project_bn = _batch_norm("project_bn")
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        self.shortcut_dw.build(input_shape)
+        shape = self.shortcut_dw.compute_output_shape(input_shape)
+        self.shortcut_dw_bn.build(shape)
+        self.shortcut_proj.build(shape)
+        self.shortcut_proj_bn.build(self.shortcut_proj.compute_output_shape(shape))
+
+        self.expand.build(input_shape)
+        shape = self.expand.compute_output_shape(input_shape)
+        self.expand_bn.build(shape)
+        if self.strided_dw is not None:
+            self.strided_dw.build(shape)
+            shape = self.strided_dw.compute_output_shape(shape)
+            self.strided_dw_bn.build(shape)
+        if self.self_attention is not None:
+            self.self_attention.build(shape)
+        self.project.build(shape)
+        self.project_bn.build(self.project.compute_output_shape(shape))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        return self._forward(inputs, training)
+
+    # Static Python control flow only: autograph conversion would just slow model building.
+    @tf.autograph.experimental.do_not_convert
+    def _forward(self, inputs, training):
+        shortcut = self.shortcut_dw_bn(self.shortcut_dw(inputs), training=training)
+        shortcut = self.shortcut_proj_bn(self.shortcut_proj(shortcut), training=training)
+
+        x = tf.nn.relu(self.expand_bn(self.expand(inputs), training=training))
+        if self.strided_dw is not None:
+            x = tf.nn.relu(self.strided_dw_bn(self.strided_dw(x), training=training))
+        if self.self_attention is not None:
+            x = self.self_attention(x, training=training)
+        x = self.project_bn(self.project(x), training=training)
+        return x + shortcut
+
+    def compute_output_shape(self, input_shape):
+        shape = self.shortcut_dw.compute_output_shape(tf.TensorShape(input_shape))
+        return shape[:-1].concatenate([self.filters])
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            expansion=self.expansion,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            ratio=self.ratio,
+            attention=self.attention,
+            attention_reduction=self.attention_reduction,
+            norm=self.norm,
+            reference_softmax=self.reference_softmax,
+        )
+        return config

@@ -1,0 +1,137 @@
+"""Self-proliferation (paper section III-A): most feature maps made cheaply from a few.
+
+An ordinary convolution makes ``ceil(filters * r)`` "intrinsic" maps; a depthwise
+("cheap", linear) convolution of those maps proliferates the remaining ones, and the
+two are concatenated. ``r = 1`` is a plain convolution.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict
+
+from spanet._keras import keras, register, tf
+from spanet.validation import check_ratio, check_positive_int
+
+
+def intrinsic_channels(filters: int, ratio: float) -> int:
+    """Channels the ordinary convolution makes: ``ceil(filters * r)``, at least one."""
+    # Rounding first keeps r = 0.13 * 100 from becoming 13.000000000000002 -> 14.
+    return max(1, min(filters, math.ceil(round(filters * ratio, 9))))
+
+
+def proliferation_multiplier(ratio: float) -> int:
+    """Depth multiplier of the cheap convolution, ``ceil(1 / r) - 1`` (at least one)."""
+    return max(1, math.ceil(round(1.0 / ratio, 9)) - 1)
+
+
+@register
+class SelfProliferation(keras.layers.Layer):
+    """Makes ``filters`` maps from ``ceil(filters * ratio)`` intrinsic ones plus cheap copies.
+
+    The cheap depthwise convolution runs only on the intrinsic channels whose copies
+    survive the cut to ``filters`` channels, so no work or weight is spent on
+    channels that are sliced away. At ``ratio = 0.5`` and even ``filters`` this is
+    exactly the published module (same weights, same output).
+
+    Args:
+      filters: output channels.
+      ratio: composition ratio r in (0, 1]; r = 1 gives a plain convolution.
+      kernel_size: kernel of the intrinsic (ordinary) convolution.
+      cheap_kernel_size: kernel of the cheap depthwise convolution.
+      strides: stride of the intrinsic convolution.
+      use_bias: whether both convolutions carry a bias.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        ratio: float = 0.5,
+        kernel_size: int = 1,
+        cheap_kernel_size: int = 3,
+        strides: int = 1,
+        use_bias: bool = False,
+        kernel_initializer: Any = "glorot_uniform",
+        kernel_regularizer: Any = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int("filters", filters)
+        self.ratio = check_ratio("ratio", ratio)
+        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.cheap_kernel_size = check_positive_int("cheap_kernel_size", cheap_kernel_size)
+        self.strides = check_positive_int("strides", strides)
+        self.use_bias = bool(use_bias)
+        # Serialised once, re-created per convolution: a shared initializer instance
+        # would give both convolutions the same (unseeded) starting weights.
+        self.kernel_initializer = keras.initializers.serialize(keras.initializers.get(kernel_initializer))
+        self.kernel_regularizer = keras.regularizers.serialize(keras.regularizers.get(kernel_regularizer))
+
+        self.num_intrinsic = intrinsic_channels(self.filters, self.ratio)
+        self.num_proliferated = self.filters - self.num_intrinsic
+        self.multiplier = proliferation_multiplier(self.ratio)
+        # Only the first ceil(P / m) intrinsic maps feed the P proliferated channels kept.
+        self.num_sources = math.ceil(self.num_proliferated / self.multiplier)
+
+        self.intrinsic = keras.layers.Conv2D(
+            self.num_intrinsic,
+            self.kernel_size,
+            strides=self.strides,
+            padding="same",
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.get(self.kernel_initializer),
+            kernel_regularizer=keras.regularizers.get(self.kernel_regularizer),
+            name="intrinsic",
+        )
+        self.cheap = None
+        if self.num_proliferated > 0:
+            self.cheap = keras.layers.DepthwiseConv2D(
+                self.cheap_kernel_size,
+                padding="same",
+                depth_multiplier=self.multiplier,
+                use_bias=self.use_bias,
+                depthwise_initializer=keras.initializers.get(self.kernel_initializer),
+                depthwise_regularizer=keras.regularizers.get(self.kernel_regularizer),
+                name="cheap",
+            )
+
+    def build(self, input_shape):
+        self.intrinsic.build(input_shape)
+        if self.cheap is not None:
+            intrinsic_shape = self.intrinsic.compute_output_shape(input_shape)
+            self.cheap.build(intrinsic_shape[:-1].concatenate([self.num_sources]))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return self._forward(inputs)
+
+    @tf.autograph.experimental.do_not_convert
+    def _forward(self, inputs):
+        intrinsic = self.intrinsic(inputs)
+        if self.cheap is None:
+            return intrinsic
+        sources = intrinsic
+        if self.num_sources < self.num_intrinsic:
+            sources = intrinsic[..., : self.num_sources]
+        proliferated = self.cheap(sources)
+        if self.num_sources * self.multiplier > self.num_proliferated:
+            proliferated = proliferated[..., : self.num_proliferated]
+        return tf.concat([intrinsic, proliferated], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shape = self.intrinsic.compute_output_shape(input_shape)
+        return shape[:-1].concatenate([self.filters])
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            ratio=self.ratio,
+            kernel_size=self.kernel_size,
+            cheap_kernel_size=self.cheap_kernel_size,
+            strides=self.strides,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+        )
+        return config

@@ -1,0 +1,106 @@
+"""Optimisers and learning-rate schedules of the paper's ablation.
+
+Optimisers: NAG (SGD with Nesterov momentum, the paper's choice), Adam, plain SGD.
+Schedules: cosine annealing (the paper's choice, a serialisable schedule) and
+reduce-on-plateau (a callback that lowers a constant rate when a metric stalls).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Tuple, Union
+
+from spanet._keras import keras, register, tf
+from spanet.validation import check_choice, check_positive, check_positive_int
+
+OPTIMIZERS = ("nag", "adam", "sgd")
+SCHEDULES = ("cosine", "plateau", "constant")
+
+
+@register
+class CosineAnnealing(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine annealing from ``initial_learning_rate`` to ``final_learning_rate`` over ``decay_steps``.
+
+    lr(t) = final + (initial - final) * (1 + cos(pi * min(t, T) / T)) / 2,
+    with an optional linear warm-up over the first ``warmup_steps``.
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float = 1e-2,
+        final_learning_rate: float = 1e-4,
+        decay_steps: int = 1000,
+        warmup_steps: int = 0,
+        name: str = "cosine_annealing",
+    ):
+        super().__init__()
+        self.initial_learning_rate = check_positive("initial_learning_rate", initial_learning_rate)
+        if not 0.0 <= float(final_learning_rate) <= self.initial_learning_rate:
+            raise ValueError(
+                f"final_learning_rate must be in [0, initial_learning_rate={self.initial_learning_rate}]; "
+                f"got {final_learning_rate!r}"
+            )
+        self.final_learning_rate = float(final_learning_rate)
+        self.decay_steps = check_positive_int("decay_steps", decay_steps)
+        if int(warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0; got {warmup_steps!r}")
+        self.warmup_steps = int(warmup_steps)
+        self.name = name
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        progress = tf.minimum(step, float(self.decay_steps)) / float(self.decay_steps)
+        cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+        lr = self.final_learning_rate + (self.initial_learning_rate - self.final_learning_rate) * cosine
+        if self.warmup_steps > 0:
+            lr = lr * tf.minimum(1.0, (step + 1.0) / float(self.warmup_steps))
+        return lr
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "final_learning_rate": self.final_learning_rate,
+            "decay_steps": self.decay_steps,
+            "warmup_steps": self.warmup_steps,
+            "name": self.name,
+        }
+
+
+LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
+
+
+def make_learning_rate(
+    schedule: str = "cosine",
+    initial_learning_rate: float = 1e-2,
+    final_learning_rate: float = 1e-4,
+    total_steps: int = 1000,
+    warmup_steps: int = 0,
+    monitor: str = "val_loss",
+    patience: int = 3,
+    factor: float = 0.1,
+) -> Tuple[LearningRate, List[keras.callbacks.Callback]]:
+    """The learning rate to hand the optimiser and the callbacks the schedule needs.
+
+    ``cosine`` returns a :class:`CosineAnnealing` schedule; ``plateau`` returns the
+    initial rate and a ``ReduceLROnPlateau`` callback; ``constant`` a fixed rate.
+    """
+    check_choice("schedule", schedule, SCHEDULES)
+    if schedule == "cosine":
+        return CosineAnnealing(initial_learning_rate, final_learning_rate, total_steps, warmup_steps), []
+    rate = check_positive("initial_learning_rate", initial_learning_rate)
+    if schedule == "plateau":
+        callback = keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=factor, patience=patience, min_lr=final_learning_rate
+        )
+        return rate, [callback]
+    return rate, []
+
+
+def make_optimizer(name: str = "nag", learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> keras.optimizers.Optimizer:
+    """NAG (SGD + Nesterov momentum), Adam or plain SGD, on any rate or schedule."""
+    check_choice("optimizer", name, OPTIMIZERS)
+    if name == "nag":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    return keras.optimizers.SGD(learning_rate=learning_rate)
