@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from spanet._keras import keras, register, tf
+from spanet.layers.heads import safe_l2_normalize
 from spanet.validation import check_choice, check_positive
 
 #: The two label forms of Circle Loss.
@@ -100,7 +101,7 @@ class CircleLoss(keras.losses.Loss):
             similarities = y_pred
             negative = tf.logical_not(positive)
         else:
-            embeddings = tf.math.l2_normalize(y_pred, axis=-1, epsilon=1e-12)
+            embeddings = safe_l2_normalize(y_pred, axis=-1)
             similarities = tf.matmul(embeddings, embeddings, transpose_b=True)
             same = tf.equal(labels[:, None], labels[None, :])
             not_self = tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool))

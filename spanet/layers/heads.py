@@ -8,6 +8,17 @@ from spanet._keras import keras, register, tf
 from spanet.validation import check_positive, check_positive_int
 
 
+def safe_l2_normalize(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    """L2-normalise without overflow: divide by the largest magnitude first.
+
+    ``tf.math.l2_normalize`` squares its input, so activations above ~1e19 (as from an
+    untrained network's BatchNorm statistics) overflow float32 to inf and give NaN.
+    """
+    peak = tf.reduce_max(tf.abs(x), axis=axis, keepdims=True)
+    scaled = x / tf.maximum(peak, 1e-30)
+    return tf.math.l2_normalize(scaled, axis=axis, epsilon=1e-12)
+
+
 @register
 class CosineClassifier(keras.layers.Layer):
     """Cosine similarities between the L2-normalised embedding and L2-normalised class weights.
@@ -35,8 +46,8 @@ class CosineClassifier(keras.layers.Layer):
 
     @tf.autograph.experimental.do_not_convert
     def _forward(self, inputs):
-        embedding = tf.math.l2_normalize(inputs, axis=-1, epsilon=1e-12)
-        weights = tf.math.l2_normalize(self.kernel, axis=0, epsilon=1e-12)
+        embedding = safe_l2_normalize(inputs, axis=-1)
+        weights = safe_l2_normalize(self.kernel, axis=0)
         return tf.matmul(embedding, weights)
 
     def compute_output_shape(self, input_shape):

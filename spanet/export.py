@@ -1,0 +1,58 @@
+"""Signature-only SavedModel export: fast, loadable by TF Serving, TFMA and `tf.saved_model.load`.
+
+Saving a Keras model object makes TensorFlow trace and serialise every layer's call
+(about a minute for SP&A-Net on 2 cores). Serving only needs the signatures and the
+variables they capture, so the model is exported inside a plain ``tf.Module``: the
+same graph in a few seconds. The directory appears atomically: it is written beside
+its final path and renamed, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Mapping, Sequence
+
+from spanet._keras import keras, tf
+
+
+def export_saved_model(
+    path: str,
+    signatures: Mapping[str, Any],
+    models: Sequence[keras.Model] = (),
+    **trackables: Any,
+) -> str:
+    """Writes a SavedModel with ``signatures`` to ``path`` (which must not exist yet).
+
+    Args:
+      path: the SavedModel directory to create.
+      signatures: name -> ``tf.function`` with an input signature (or concrete function).
+      models: Keras models whose variables the signatures use; only their variables are
+        tracked, not their Python layers.
+      **trackables: other objects to keep in the SavedModel (e.g. a TFT layer with assets).
+
+    Returns:
+      ``path``.
+    """
+    if tf.io.gfile.exists(path):
+        raise FileExistsError(f"SavedModel path already exists: {path}")
+    module = tf.Module()
+    module.model_variables = [variable for model in models for variable in model.variables]
+    for name, value in trackables.items():
+        setattr(module, name, value)
+    for name, function in signatures.items():
+        setattr(module, f"signature_{name}", function)
+
+    parent = os.path.dirname(os.path.abspath(path)) if "://" not in path else None
+    if parent is None:  # object stores have no atomic rename: write in place
+        tf.saved_model.save(module, path, signatures=dict(signatures))
+        return path
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tf.saved_model.save(module, staging, signatures=dict(signatures))
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

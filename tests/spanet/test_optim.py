@@ -1,0 +1,59 @@
+"""Optimisers and schedules of the ablation, and temperature calibration."""
+
+import math
+
+import numpy as np
+import pytest
+
+from spanet import CosineAnnealing, make_learning_rate, make_optimizer
+from spanet._keras import keras
+from spanet.calibration import expected_calibration_error, fit_temperature, softmax_probabilities
+
+
+def test_cosine_annealing_follows_the_formula():
+    schedule = CosineAnnealing(1e-2, 1e-4, decay_steps=100)
+    for step in [0, 25, 50, 100, 150]:
+        t = min(step, 100) / 100
+        expected = 1e-4 + (1e-2 - 1e-4) * (1 + math.cos(math.pi * t)) / 2
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+    warm = CosineAnnealing(1e-2, 1e-4, decay_steps=100, warmup_steps=10)
+    assert float(warm(0)) == pytest.approx(float(schedule(0)) * 0.1, rel=1e-5)
+    assert CosineAnnealing.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_optimizers():
+    nag = make_optimizer("nag", 0.1)
+    assert isinstance(nag, keras.optimizers.SGD) and nag.nesterov and nag.momentum == 0.9
+    sgd = make_optimizer("sgd", 0.1)
+    assert isinstance(sgd, keras.optimizers.SGD) and not sgd.nesterov and sgd.momentum == 0.0
+    assert isinstance(make_optimizer("adam", 1e-3), keras.optimizers.Adam)
+    with pytest.raises(ValueError, match="optimizer must be one of 'nag', 'adam', 'sgd'"):
+        make_optimizer("rmsprop")
+
+
+def test_learning_rate_factory():
+    rate, callbacks = make_learning_rate("cosine", 1e-2, 1e-4, total_steps=50)
+    assert isinstance(rate, CosineAnnealing) and callbacks == []
+    rate, callbacks = make_learning_rate("plateau", 1e-2, 1e-4, patience=2)
+    assert rate == 1e-2 and isinstance(callbacks[0], keras.callbacks.ReduceLROnPlateau)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_learning_rate("step")
+    with pytest.raises(ValueError, match="final_learning_rate must be in"):
+        CosineAnnealing(1e-3, 1e-2)
+
+
+def test_temperature_scaling_recovers_the_true_scale_and_calibrates():
+    rng = np.random.RandomState(0)
+    cosines = rng.uniform(-1.0, 1.0, size=(5000, 4))
+    true_probabilities = softmax_probabilities(cosines, 10.0)
+    labels = np.array([rng.choice(4, p=p) for p in true_probabilities])
+    scale = fit_temperature(cosines, labels)
+    assert scale == pytest.approx(10.0, rel=0.1)
+    over_confident = expected_calibration_error(softmax_probabilities(cosines, 64.0), labels)
+    calibrated = expected_calibration_error(softmax_probabilities(cosines, scale), labels)
+    assert calibrated < 0.03 and over_confident > 0.1
+
+
+def test_fit_temperature_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="cosines must be"):
+        fit_temperature(np.zeros((3,)), np.zeros(3))
