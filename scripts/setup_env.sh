@@ -61,7 +61,8 @@ fi
 echo "setup: installing the pinned stack from requirements.lock (first time: a few minutes)"
 "$PY" -m pip install --quiet --disable-pip-version-check --upgrade "pip==24.2" "setuptools==70.3.0" "wheel==0.44.0"
 "$PY" -m pip install --quiet --disable-pip-version-check --progress-bar off -r "$LOCK"
-"$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
+# compat mode puts the repo root on sys.path, so Beam workers import every package from any folder
+"$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
 "$PY" -m pip check >/dev/null 2>&1 || echo "setup: note: 'pip check' reports conflicts inherited from the TFX 1.16 stack (see docs/install.md)"
 echo "$want" > "$STAMP"
 echo "setup: ready: $("$PY" --version 2>&1) in $VENV"

@@ -1,0 +1,1 @@
+"""On-disk formats: one module per format, each with its reader (and writer where we write it)."""

@@ -1,0 +1,45 @@
+"""Lossless PNG encoding / decoding of record images (Pillow), the one codec of ingested examples."""
+
+import io
+from typing import Tuple
+
+import numpy as np
+from PIL import Image
+
+#: Pillow modes kept as they are, and modes converted to grey ("L") or RGB losslessly enough.
+_GREY_MODES = ("L", "1", "LA")
+_RGB_MODES = ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "RGBX", "LAB", "HSV")
+PNG_COMPRESS_LEVEL = 6
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode a uint8 HxW (grey) or HxWx3 (RGB) array as PNG bytes (deterministic, no metadata)."""
+    arr = np.ascontiguousarray(image)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"PNG images must be uint8 HxW or HxWx3, got dtype {arr.dtype} shape {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="L" if arr.ndim == 2 else "RGB").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def pil_to_array(img: Image.Image) -> Tuple[np.ndarray, str]:
+    """Convert a decoded Pillow image to uint8 HxW / HxWx3; returns (array, "") or (empty, reason)."""
+    mode = img.mode
+    if mode in _GREY_MODES:
+        return np.asarray(img.convert("L"), dtype=np.uint8), ""
+    if mode in _RGB_MODES:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8), ""
+    return np.empty((0, 0), np.uint8), f"unsupported image mode {mode!r} (only 8-bit grey or RGB images are read)"
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode PNG/JPEG bytes to a uint8 HxW / HxWx3 array (ValueError if it cannot be decoded)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            arr, reason = pil_to_array(img)
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise ValueError(f"cannot decode image: {exc}") from exc
+    if reason:
+        raise ValueError(reason)
+    return arr

@@ -1,0 +1,116 @@
+"""A restricted unpickler for WM-811K's ``LSWMD.pkl``: only the numpy / pandas objects a DataFrame of
+arrays needs may be loaded. Loading a pickle can run arbitrary code (any importable callable can be
+called while loading), so everything else is refused before it is even imported.
+
+Handles files written by Python 2 / pandas 0.x: ``latin1`` strings and the old ``pandas.indexes``
+module path (pandas' own compatibility map plus a prefix rule).
+"""
+
+import _compat_pickle
+import functools
+import importlib
+import io
+import pickle
+from typing import Any, BinaryIO, FrozenSet, Tuple
+
+from spanet.data.records import DataInputError
+
+try:  # pandas' unpickler knows the quirks of old pandas pickles (BlockManager, Index construction)
+    from pandas.compat.pickle_compat import Unpickler as _BaseUnpickler
+except ImportError:  # pragma: no cover - depends on the pandas version
+    _BaseUnpickler = pickle._Unpickler  # type: ignore[attr-defined,misc]
+
+_WHY = (
+    "a pickle can run arbitrary code while it loads, so only the numpy / pandas classes that a "
+    "WM-811K DataFrame needs are allowed"
+)
+_ALLOWED_MODULES = ("numpy", "pandas", "builtins", "copyreg", "_codecs")
+_OLD_PREFIXES: Tuple[Tuple[str, str], ...] = (
+    ("pandas.indexes.", "pandas.core.indexes."),
+    ("numpy._core.", "numpy.core."),
+)
+
+
+class UnsafePickleError(DataInputError):
+    """The pickle references something outside the allow-list; it was refused without running it."""
+
+
+def _optional(module: str, *names: str) -> list:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return []
+    return [getattr(mod, n) for n in names if hasattr(mod, n)]
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_objects() -> FrozenSet[Any]:
+    """The exact objects (classes / reconstructor functions) a WM-811K DataFrame pickle may reference."""
+    import builtins
+    import copyreg
+    import _codecs
+
+    objs = [
+        builtins.object, builtins.slice, builtins.bytes, builtins.bytearray, builtins.set, builtins.frozenset,
+        builtins.complex, builtins.range, builtins.list, builtins.tuple, builtins.dict, builtins.int,
+        builtins.float, builtins.str, builtins.bool, copyreg._reconstructor, _codecs.encode,
+    ]
+    objs += _optional("numpy", "ndarray", "dtype")
+    objs += _optional("numpy.core.multiarray", "_reconstruct", "scalar")
+    objs += _optional("numpy.core.numeric", "_frombuffer")
+    objs += _optional("pandas.core.frame", "DataFrame")
+    objs += _optional("pandas.core.series", "Series")
+    objs += _optional("pandas.core.indexes.base", "Index", "_new_Index")
+    objs += _optional("pandas.core.indexes.range", "RangeIndex")
+    objs += _optional("pandas.core.indexes.numeric", "Int64Index", "UInt64Index", "Float64Index", "NumericIndex")
+    objs += _optional("pandas.core.indexes.frozen", "FrozenList")
+    objs += _optional("pandas.core.internals.managers", "BlockManager", "SingleBlockManager")
+    objs += _optional("pandas.core.internals.blocks", "new_block", "Block", "ObjectBlock", "NumericBlock", "FloatBlock", "IntBlock")
+    objs += _optional("pandas._libs.internals", "_unpickle_block", "BlockPlacement")
+    return frozenset(objs)
+
+
+def _modernise(module: str, name: str) -> Tuple[str, str]:
+    """Map Python 2 and old pandas / numpy locations to today's."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    for old, new in _OLD_PREFIXES:
+        if module.startswith(old):
+            module = new + module[len(old):]
+            break
+    return module, name
+
+
+class RestrictedUnpickler(_BaseUnpickler):  # type: ignore[misc,valid-type]
+    """Unpickler that resolves only allow-listed numpy / pandas / builtin objects."""
+
+    source = "pickle"
+
+    def find_class(self, module: str, name: str) -> Any:
+        mod, attr = _modernise(module, name)
+        if mod.split(".")[0] not in _ALLOWED_MODULES:
+            raise UnsafePickleError(f"{self.source}: refused to load {module}.{name}: {_WHY}")
+        try:
+            obj = super().find_class(mod, attr)
+        except (ImportError, AttributeError) as exc:
+            raise DataInputError(f"{self.source}: cannot resolve {module}.{name} ({exc})") from exc
+        if obj not in allowed_objects():
+            raise UnsafePickleError(f"{self.source}: refused to load {module}.{name}: {_WHY}")
+        return obj
+
+
+def restricted_load(fh: BinaryIO, source: str = "pickle") -> Any:
+    """Load a pickle through RestrictedUnpickler (``latin1`` for Python 2 strings)."""
+    unpickler = RestrictedUnpickler(fh, encoding="latin1")
+    unpickler.source = source
+    try:
+        return unpickler.load()
+    except DataInputError:
+        raise
+    except Exception as exc:  # truncated / corrupt pickle
+        raise DataInputError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
+
+
+def restricted_loads(data: bytes, source: str = "pickle") -> Any:
+    """`restricted_load` from bytes."""
+    return restricted_load(io.BytesIO(data), source)

@@ -1,0 +1,58 @@
+"""The curated schema: clean ingested examples pass it; a planted unknown label and a missing image do not."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import pytest
+
+tfdv = pytest.importorskip("tensorflow_data_validation")
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2  # noqa: E402
+from tensorflow_data_validation.statistics import stats_impl, stats_options  # noqa: E402
+from tfx_bsl.coders import example_coder  # noqa: E402
+
+import schemas  # noqa: E402
+from components import features  # noqa: E402
+from spanet.data import WAFER_CLASSES, generate_wafer_maps  # noqa: E402
+
+
+def _stats(examples):
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch([e.SerializeToString() for e in examples])
+    # The same statistics generators StatisticsGen runs, in memory (no Beam job for tens of examples).
+    return stats_impl.generate_statistics_in_memory(batch, stats_options.StatsOptions())
+
+
+def _examples(n=20):
+    return [features.record_to_example(r) for r in generate_wafer_maps(n, 0, min_size=26, max_size=32)]
+
+
+def test_schema_file_is_the_curated_one():
+    schema = schemas.load_schema()
+    assert os.path.isfile(schemas.schema_path()) and schemas.schema_path().endswith("schema.pbtxt")
+    assert {f.name for f in schema.feature} == set(features.FEATURE_KEYS)
+    label_domain = next(d for d in schema.string_domain if d.name == "label")
+    assert tuple(label_domain.value) == WAFER_CLASSES
+    stage = next(f for f in schema.feature if f.name == features.STAGE_KEY)
+    assert stage.presence.min_fraction == 0.0
+    height = next(f for f in schema.feature if f.name == features.HEIGHT_KEY)
+    assert (height.int_domain.min, height.int_domain.max) == (1, 4096)
+
+
+def test_clean_examples_have_no_anomaly():
+    anomalies = tfdv.validate_statistics(_stats(_examples()), schemas.load_schema())
+    assert dict(anomalies.anomaly_info) == {}
+
+
+def test_planted_unknown_label_and_missing_image_are_reported():
+    examples = _examples()
+    examples[3].features.feature[features.LABEL_KEY].bytes_list.value[0] = b"Blob"
+    del examples[5].features.feature[features.IMAGE_KEY]
+    anomalies = tfdv.validate_statistics(_stats(examples), schemas.load_schema())
+    info = dict(anomalies.anomaly_info)
+    assert set(info) == {features.LABEL_KEY, features.IMAGE_KEY}
+    assert "Blob" in info[features.LABEL_KEY].description
+    kinds = {key: {anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in a.reason} for key, a in info.items()}
+    assert kinds[features.LABEL_KEY] == {"ENUM_TYPE_UNEXPECTED_STRING_VALUES"}
+    assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in kinds[features.IMAGE_KEY]
+    assert "actual = 0.95" in info[features.IMAGE_KEY].description  # 1 of 20 examples has no image

@@ -1,0 +1,167 @@
+"""WaferExampleGen through the real LocalDagRunner (Beam DirectRunner, multi-processing and in-process)."""
+
+import csv
+import glob
+import json
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata import metadata_store
+from tfx import v1 as tfx
+
+from components import features
+from components.wafer_example_gen import WaferExampleGen
+from components.wafer_example_gen.artifacts import REJECTED_CSV, SUMMARY_JSON
+from spanet.data import decode_image, generate_wafer_maps, write_dataset
+
+MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+COUNT, LOT_SIZE = 60, 5
+
+
+def _run(tmp_path, component, beam_args=()):
+    """Run a one-component pipeline; return the published artifacts {type name: [artifact]}."""
+    db = str(tmp_path / "metadata.db")
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="wafer-example-gen-test", pipeline_root=str(tmp_path / "root"), components=[component],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
+        beam_pipeline_args=list(beam_args),
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
+    return {t: store.get_artifacts_by_type(t) for t in ("Examples", "spanet.WaferQuarantineReport")}
+
+
+def _read_split(uri, split):
+    files = sorted(glob.glob(os.path.join(uri, f"Split-{split}", "data_tfrecord-*.gz")))
+    assert files, f"no TFRecord files in Split-{split}"
+    out = []
+    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        ex = tf.train.Example.FromString(raw)
+        f = ex.features.feature
+        out.append({k: (f[k].bytes_list.value[0] if k in features.BYTES_KEYS else f[k].int64_list.value[0]) for k in f})
+    return out
+
+
+@pytest.fixture(scope="module")
+def png_data(tmp_path_factory):
+    """60 synthetic maps in 12 lots as a PNG folder + manifest, plus a corrupt image and a missing file."""
+    root = tmp_path_factory.mktemp("wafers") / "png"
+    records = generate_wafer_maps(COUNT, 21, lot_size=LOT_SIZE, min_size=26, max_size=34)
+    write_dataset(records, str(root), "png")
+    (root / "Center" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with open(root / "manifest.csv", "a") as fh:
+        fh.write("Center/corrupt.png,Center,LOTX,01,sort\nLoc/missing.png,Loc,LOTX,02,sort\n")
+    return str(root), records
+
+
+def test_feature_contract_and_example_builder():
+    assert features.FEATURE_KEYS == ("image", "label", "lot_id", "wafer_id", "stage", "source", "height", "width")
+    rec = generate_wafer_maps(1, 0)[0]
+    f = features.record_to_example(rec).features.feature
+    assert np.array_equal(decode_image(f["image"].bytes_list.value[0]), rec.image)
+    assert f["label"].bytes_list.value[0].decode() == rec.label and f["stage"].bytes_list.value[0] == b"sort"
+    assert (f["height"].int64_list.value[0], f["width"].int64_list.value[0]) == rec.original_shape
+
+
+def test_component_configuration_is_checked_and_json_only():
+    gen = WaferExampleGen(data_path="/data/x", data_format="npz", split_ratios={"train": 3, "eval": 1}, seed=4,
+                          reader_options={"mixed": False})
+    props = gen.exec_properties
+    assert props["split_ratios"] == '{"train": 3, "eval": 1}' and props["reader_options"] == '{"mixed": false}'
+    assert all(isinstance(v, (str, int)) for v in props.values())
+    with pytest.raises(ValueError, match="data_format 'tiff'"):
+        WaferExampleGen(data_path="/x", data_format="tiff")
+    with pytest.raises(ValueError, match="positive"):
+        WaferExampleGen(data_path="/x", split_ratios={"train": 1, "eval": 0})
+
+
+@pytest.mark.slow
+def test_multi_processing_run_splits_by_lot_and_quarantines(tmp_path, png_data):
+    data_path, records = png_data
+    gen = WaferExampleGen(data_path=data_path, data_format="auto", split_ratios={"train": 0.7, "eval": 0.3}, seed=1)
+    artifacts = _run(tmp_path, gen, MULTI_PROCESSING)
+    [examples], [report] = artifacts["Examples"], artifacts["spanet.WaferQuarantineReport"]
+    assert examples.properties["split_names"].string_value == '["train", "eval"]'
+    train, evals = _read_split(examples.uri, "train"), _read_split(examples.uri, "eval")
+
+    # every readable map once, with the metadata, and the lots disjoint between splits
+    assert len(train) + len(evals) == COUNT and train and evals
+    train_lots, eval_lots = {e["lot_id"] for e in train}, {e["lot_id"] for e in evals}
+    assert not train_lots & eval_lots and len(train_lots | eval_lots) == COUNT // LOT_SIZE
+    by_id = {(r.lot_id, r.wafer_id): r for r in records}
+    for e in train + evals:
+        rec = by_id[(e["lot_id"].decode(), e["wafer_id"].decode())]
+        assert set(e) == set(features.FEATURE_KEYS)
+        assert np.array_equal(decode_image(e["image"]), rec.image)
+        assert (e["label"].decode(), e["source"], e["stage"]) == (rec.label, b"png", b"sort")
+        assert (e["height"], e["width"]) == rec.original_shape
+
+    # the quarantine report: the corrupt and the missing file with their reasons, and the counts
+    with open(os.path.join(report.uri, REJECTED_CSV)) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["ref"], r["label"]) for r in rows] == [("Center/corrupt.png", "Center"), ("Loc/missing.png", "Loc")]
+    assert "cannot decode image" in rows[0]["reason"] and "does not exist" in rows[1]["reason"]
+    with open(os.path.join(report.uri, SUMMARY_JSON)) as fh:
+        summary = json.load(fh)
+    assert summary["examples_per_split"] == {"train": len(train), "eval": len(evals)}
+    assert summary["lots_per_split"] == {"train": len(train_lots), "eval": len(eval_lots)}
+    assert summary["rejected_total"] == {"invalid": 2, "unlabelled": 0, "excluded": 0}
+    for split, exs in (("train", train), ("eval", evals)):
+        labels = [e["label"].decode() for e in exs]
+        assert summary["examples_per_split_and_class"][split] == {c: labels.count(c) for c in sorted(set(labels))}
+
+
+@pytest.mark.slow
+def test_in_process_run_of_an_npz_with_mixed_types_excluded(tmp_path):
+    records = generate_wafer_maps(40, 5, lot_size=4, min_size=30, max_size=30, mixed_fraction=0.25)
+    path = tmp_path / "data" / "Wafer_Map_Datasets.npz"
+    write_dataset(records, str(path), "npz")
+    gen = WaferExampleGen(data_path=str(path.parent), reader_options={"mixed": False}, seed=2)
+    artifacts = _run(tmp_path, gen)
+    [examples], [report] = artifacts["Examples"], artifacts["spanet.WaferQuarantineReport"]
+    got = _read_split(examples.uri, "train") + _read_split(examples.uri, "eval")
+    mixed = sum("+" in r.label for r in records)
+    assert mixed > 0 and len(got) == len(records) - mixed
+    assert all(e["source"] == b"npz" and b"+" not in e["label"] for e in got)
+    summary = json.load(open(os.path.join(report.uri, SUMMARY_JSON)))
+    assert summary["rejected_total"]["excluded"] == mixed and summary["data_format"] == "npz"
+    assert open(os.path.join(report.uri, REJECTED_CSV)).read().strip() == "ref,reason,label"
+
+
+@pytest.mark.slow
+def test_nothing_readable_fails_clearly_and_publishes_nothing(tmp_path):
+    root = tmp_path / "g85" / "Center"
+    root.mkdir(parents=True)
+    (root / "a.g85").write_text("WAFER_MAP = {\nROWS = 1\n}\n")
+    (root / "b.g85").write_text("not a map")
+    gen = WaferExampleGen(data_path=str(tmp_path / "g85"), data_format="g85")
+    with pytest.raises(Exception, match="no readable record") as info:
+        _run(tmp_path, gen)
+    assert "NULL_BIN is missing" in str(info.value)
+    db = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(tmp_path / "metadata.db"))
+    store = metadata_store.MetadataStore(db)
+    assert [a for a in store.get_artifacts_by_type("Examples") if a.state == a.LIVE] == []
+    leftovers = [p for p in glob.glob(str(tmp_path / "root" / "WaferExampleGen" / "*" / "*" / "**"), recursive=True)
+                 if os.path.isfile(p)]
+    assert leftovers == []
+
+
+def test_compiles_for_kubeflow_v2_with_the_curated_schema(tmp_path):
+    import schemas
+
+    gen = WaferExampleGen(data_path="gs://bucket/wafers", data_format="png", seed=3)
+    statistics = tfx.components.StatisticsGen(examples=gen.outputs["examples"])
+    schema = tfx.components.ImportSchemaGen(schema_file=schemas.schema_path())
+    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"])
+    pipeline = tfx.dsl.Pipeline(pipeline_name="wafer-kfp", pipeline_root="gs://bucket/root",
+                                components=[gen, statistics, schema, validator])
+    out = tmp_path / "pipeline.yaml"
+    config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image="spanet:test", use_pipeline_spec_2_1=True)
+    tfx.orchestration.experimental.KubeflowV2DagRunner(config=config, output_filename=str(out)).run(pipeline, write_out=True)
+    text = out.read_text()
+    assert "title: spanet.WaferQuarantineReport" in text and "title: tfx.Examples" in text
+    assert "gs://bucket/wafers" in text and "split_ratios" in text
