@@ -1,0 +1,140 @@
+"""Typed hyper-parameters that cross the TFX boundary as JSON (`custom_config`).
+
+The pipeline builds these from its one configuration; Transform and the Trainer parse
+them back, so the names and defaults live here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
+
+from spanet.data.classes import NORMAL_CLASS
+
+T = TypeVar("T")
+
+
+def _from_mapping(cls: Type[T], values: Optional[Mapping[str, Any]]) -> T:
+    """Builds a dataclass from a mapping, naming any key it does not know."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {sorted(known)}")
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How an encoded image becomes the model's input tensor."""
+
+    height: int = 64
+    width: int = 64
+    channels: int = 1
+    normal_class: str = NORMAL_CLASS
+
+    def __post_init__(self):
+        for name in ("height", "width"):
+            if int(getattr(self, name)) < 8:
+                raise ValueError(f"image {name} must be an integer >= 8; got {getattr(self, name)!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"image channels must be 1 (grey) or 3 (RGB); got {self.channels!r}")
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "ImageConfig":
+        return _from_mapping(cls, (custom_config or {}).get("image"))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """SP&A-Net, Circle Loss and the optimisation recipe for the Trainer."""
+
+    model: str = "spanet"
+    width: float = 0.5
+    r: float = 0.5
+    attention: bool = True
+    norm: str = "layer"
+    head: str = "conv1x1"
+    gamma: float = 64.0
+    margin: float = 0.25
+    optimizer: str = "nag"
+    schedule: str = "cosine"
+    learning_rate: float = 2e-2
+    final_learning_rate: float = 1e-4
+    warmup_epochs: int = 1
+    epochs: int = 20
+    batch_size: int = 64
+    early_stopping_patience: int = 5
+    class_weighting: str = "balanced"  # or "none"
+    max_class_weight: float = 20.0
+    augment: bool = True
+    # The operating threshold on P(normal) is picked on the eval split for this defect recall ...
+    target_defect_recall: float = 0.995
+    # ... but never above this, so that a model cannot buy recall by flagging every wafer.
+    max_normal_threshold: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.class_weighting not in ("balanced", "none"):
+            raise ValueError(f"class_weighting must be 'balanced' or 'none'; got {self.class_weighting!r}")
+        if not 0.0 < self.target_defect_recall <= 1.0:
+            raise ValueError(f"target_defect_recall must be in (0, 1]; got {self.target_defect_recall!r}")
+        if not 0.0 < self.max_normal_threshold <= 1.0:
+            raise ValueError(f"max_normal_threshold must be in (0, 1]; got {self.max_normal_threshold!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "TrainingConfig":
+        return _from_mapping(cls, (custom_config or {}).get("training"))
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    """Everything Transform and the Trainer read from ``custom_config``."""
+
+    image: ImageConfig = field(default_factory=ImageConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_custom_config(self) -> Dict[str, Any]:
+        """A JSON-serialisable dict for the components' ``custom_config``."""
+        config = {"image": dataclasses.asdict(self.image), "training": dataclasses.asdict(self.training)}
+        json.dumps(config)  # fail at definition time if anything is not serialisable
+        return config
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "ModuleConfig":
+        return cls(ImageConfig.from_custom_config(custom_config), TrainingConfig.from_custom_config(custom_config))
+
+
+def transformed_name(key: str) -> str:
+    """The name Transform gives a feature it derives from ``key``."""
+    return f"{key}_xf"
+
+
+#: Transformed feature names the Trainer, the export and the Evaluator share.
+IMAGE_XF = transformed_name("image")
+LABEL_XF = transformed_name("label")
+IS_DEFECT_XF = transformed_name("is_defect")
+#: The TFT vocabulary that maps class names to ids (its file is an asset of the model).
+LABEL_VOCABULARY = "label"
+#: Outputs of the exported model's signatures.
+PROBABILITIES = "probabilities"
+DEFECT_SCORE = "defect_score"
+CLASS_ID = "class_id"
+CLASS_NAME = "class_name"
+DEFECTIVE = "defective"
+NORMAL_PROBABILITY = "normal_probability"
+
+__all__: Tuple[str, ...] = (
+    "ImageConfig",
+    "TrainingConfig",
+    "ModuleConfig",
+    "transformed_name",
+)

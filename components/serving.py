@@ -1,0 +1,123 @@
+"""The exported model's signatures: raw image bytes for clients, tf.Examples for the Evaluator.
+
+- ``serving_default``: ``images`` (a batch of PNG/JPEG bytes, any size) -> probabilities,
+  class id, class name, P(normal), the defect flag and the defect score.
+- ``serving_examples``: serialized raw tf.Examples -> probabilities and defect score.
+- ``transform_features``: serialized raw tf.Examples -> the transformed labels
+  (TFMA's ``preprocessing_function_names`` reads the labels through it).
+
+Preprocessing is the Transform graph itself (attached as ``tft_layer``), so serving
+decodes and resizes exactly as training did.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from typing import Dict, Mapping, Optional, Sequence  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from components import features  # noqa: E402
+from components.config import (  # noqa: E402
+    CLASS_ID,
+    CLASS_NAME,
+    DEFECT_SCORE,
+    DEFECTIVE,
+    IMAGE_XF,
+    IS_DEFECT_XF,
+    LABEL_XF,
+    NORMAL_PROBABILITY,
+    PROBABILITIES,
+)
+from spanet.export import export_saved_model  # noqa: E402
+
+#: Name of the raw-image input of ``serving_default``.
+IMAGES_INPUT = "images"
+#: Name of the serialized-example input of ``serving_examples`` and ``transform_features``.
+EXAMPLES_INPUT = "examples"
+
+
+class ServingModel(tf.Module):
+    """The classifier plus its calibration and operating point, as one exportable module."""
+
+    def __init__(
+        self,
+        model: tf.keras.Model,
+        tft_output: tft.TFTransformOutput,
+        class_names: Sequence[str],
+        normal_class_id: int,
+        probability_scale: float,
+        normal_threshold: float,
+    ):
+        super().__init__(name="spanet_serving")
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        self._raw_spec = tft_output.raw_feature_spec()
+        # Stored in the SavedModel: readable after tf.saved_model.load, and reported.
+        self.class_names = tf.Variable(list(class_names), trainable=False, name="class_names")
+        self.normal_class_id = tf.Variable(int(normal_class_id), trainable=False, dtype=tf.int64, name="normal_class_id")
+        self.probability_scale = tf.Variable(float(probability_scale), trainable=False, name="probability_scale")
+        self.normal_threshold = tf.Variable(float(normal_threshold), trainable=False, name="normal_threshold")
+
+    def _classify(self, image_xf: tf.Tensor) -> Dict[str, tf.Tensor]:
+        cosines = self.model(image_xf, training=False)
+        probabilities = tf.nn.softmax(cosines * self.probability_scale, axis=-1)
+        p_normal = tf.gather(probabilities, self.normal_class_id, axis=-1)
+        score = tf.clip_by_value(1.0 - p_normal / (2.0 * self.normal_threshold), 0.0, 1.0)
+        class_id = tf.argmax(probabilities, axis=-1)
+        return {
+            PROBABILITIES: probabilities,
+            CLASS_ID: class_id,
+            CLASS_NAME: tf.gather(self.class_names, class_id),
+            NORMAL_PROBABILITY: p_normal,
+            DEFECTIVE: tf.less(p_normal, self.normal_threshold),
+            DEFECT_SCORE: score,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
+    def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        # The schema makes `image` a FixedLenFeature of shape [1]: the Transform graph wants (B, 1).
+        transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})
+        return self._classify(transformed[IMAGE_XF])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        spec = {features.IMAGE_KEY: self._raw_spec[features.IMAGE_KEY]}
+        transformed = self.tft_layer(tf.io.parse_example(examples, spec))
+        outputs = self._classify(transformed[IMAGE_XF])
+        return {PROBABILITIES: outputs[PROBABILITIES], DEFECT_SCORE: outputs[DEFECT_SCORE]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        spec = {key: self._raw_spec[key] for key in (features.IMAGE_KEY, features.LABEL_KEY)}
+        transformed = self.tft_layer(tf.io.parse_example(examples, spec))
+        return {LABEL_XF: transformed[LABEL_XF], IS_DEFECT_XF: transformed[IS_DEFECT_XF]}
+
+    def signatures(self) -> Dict[str, tf.types.experimental.GenericFunction]:
+        return {
+            "serving_default": self.serve_images,
+            "serving_examples": self.serve_examples,
+            "transform_features": self.transform_features,
+        }
+
+
+def export_serving_model(path: str, serving: ServingModel, extra_files: Optional[Mapping[str, bytes]] = None) -> str:
+    """Writes the SavedModel atomically: the signatures, the model's variables, the Transform graph
+    and ``extra_files`` (relative path -> bytes, e.g. under ``assets.extra/``)."""
+    if tf.io.gfile.isdir(path) and not tf.io.gfile.listdir(path):
+        tf.io.gfile.rmtree(path)  # TFX may create the (empty) Format-Serving folder beforehand
+    return export_saved_model(
+        path,
+        serving.signatures(),
+        models=[serving.model],
+        extra_files=extra_files,
+        tft_layer=serving.tft_layer,
+        class_names=serving.class_names,
+        normal_class_id=serving.normal_class_id,
+        probability_scale=serving.probability_scale,
+        normal_threshold=serving.normal_threshold,
+    )

@@ -1,0 +1,50 @@
+"""Transform's ``preprocessing_fn``: PNG/JPEG bytes -> a fixed-size float image, class name -> id.
+
+The same graph is attached to the exported model, so serving decodes and resizes
+exactly as training did, and the label vocabulary (an asset of the graph) turns
+class ids back into class names.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from typing import Any, Dict, Mapping, Optional  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from components import features  # noqa: E402
+from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, ImageConfig  # noqa: E402
+
+
+def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
+    """A batch of encoded images (PNG, JPEG, BMP, GIF; any size, grey or RGB) -> float32 (B, H, W, C) in [0, 1].
+
+    Wafer maps (0 / 128 / 255 per die) are resized with area averaging, so a die's
+    state survives as a grey level whatever the map's size.
+    """
+    images = tf.reshape(images, [-1])
+
+    def one(encoded: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_image(encoded, channels=config.channels, expand_animations=False)
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        image = tf.image.resize(image, [config.height, config.width], method="area")
+        return tf.ensure_shape(image, [config.height, config.width, config.channels])
+
+    return tf.map_fn(
+        one, images, fn_output_signature=tf.TensorSpec([config.height, config.width, config.channels], tf.float32)
+    )
+
+
+def preprocessing_fn(inputs: Mapping[str, tf.Tensor], custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
+    """TFX Transform entry point (``module_file`` or ``preprocessing_fn='components.transform.preprocessing_fn'``)."""
+    config = ImageConfig.from_custom_config(custom_config)
+    outputs = {IMAGE_XF: decode_and_resize(inputs[features.IMAGE_KEY], config)}
+    if features.LABEL_KEY in inputs:
+        label = tf.reshape(inputs[features.LABEL_KEY], [-1])
+        outputs[LABEL_XF] = tft.compute_and_apply_vocabulary(label, vocab_filename=LABEL_VOCABULARY)
+        outputs[IS_DEFECT_XF] = tf.cast(tf.not_equal(label, config.normal_class), tf.float32)
+    return outputs

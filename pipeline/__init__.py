@@ -1,0 +1,1 @@
+"""The spanet TFX pipeline: its configuration, its definition and its runners."""

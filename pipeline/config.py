@@ -1,0 +1,103 @@
+"""The pipeline's one typed configuration: data, image size, hyper-parameters, gate, paths, Beam.
+
+Both runners (local and Kubeflow) build the same pipeline from a :class:`PipelineConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Dict, Optional, Tuple
+
+from components.config import ImageConfig, ModuleConfig, TrainingConfig
+from components.evaluation import GateConfig
+from spanet.data.classes import NORMAL_CLASS, WAFER_CLASSES
+
+#: Splits by lot: the Trainer fits on train, picks its operating point on eval; the gate judges test.
+DEFAULT_SPLITS: Tuple[Tuple[str, float], ...] = (("train", 0.7), ("eval", 0.15), ("test", 0.15))
+#: Beam on one machine: the DirectRunner with one worker process per core.
+LOCAL_BEAM_ARGS: Tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+
+
+@dataclass(frozen=True)
+class DefaultDataConfig:
+    """The embedded default data set: synthetic WM-811K-style wafer maps written as a PNG folder."""
+
+    count: int = 4000
+    seed: int = 0
+    # Relative class weights: `none` dominates as in real fabs (85% in WM-811K), less extreme so
+    # that every defect class has enough test wafers for a per-class recall gate.
+    class_mix: Tuple[Tuple[str, float], ...] = (("none", 4.0),) + tuple((c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)
+
+    def class_mix_dict(self) -> Dict[str, float]:
+        return dict(self.class_mix)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run of the pipeline needs."""
+
+    pipeline_name: str = "spanet"
+    output_root: str = "spanet_output"
+    #: None: use (and create once) the embedded default data set under ``output_root/data``.
+    data_path: Optional[str] = None
+    data_format: str = "auto"
+    default_data: DefaultDataConfig = field(default_factory=DefaultDataConfig)
+    splits: Tuple[Tuple[str, float], ...] = DEFAULT_SPLITS
+    split_seed: int = 0
+    image: ImageConfig = field(default_factory=ImageConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    class_names: Tuple[str, ...] = WAFER_CLASSES
+    gate: Optional[GateConfig] = None  # None: the default gate over ``class_names``
+    #: The name the model is served under (TF Serving's MODEL_NAME).
+    model_name: str = "spanet"
+    #: Where the Pusher writes versions; None: ``output_root/serving/<model_name>``.
+    serving_base_dir: Optional[str] = None
+    #: Pipeline root; None: ``output_root/pipeline``. A gs:// or s3:// URI on a cluster.
+    pipeline_root_override: Optional[str] = None
+    beam_args: Tuple[str, ...] = LOCAL_BEAM_ARGS
+    enable_cache: bool = True
+
+    def __post_init__(self):
+        names = [name for name, _ in self.splits]
+        for required in ("train", "eval", "test"):
+            if required not in names:
+                raise ValueError(f"splits must include {required!r} (train: fit, eval: operating point, test: gate); got {names}")
+        if self.image.normal_class not in self.class_names:
+            raise ValueError(f"the normal class {self.image.normal_class!r} must be one of class_names {list(self.class_names)}")
+
+    @property
+    def pipeline_root(self) -> str:
+        return self.pipeline_root_override or os.path.join(self.output_root, "pipeline")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_root, "metadata", "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return self.serving_base_dir or os.path.join(self.output_root, "serving", self.model_name)
+
+    @property
+    def default_data_dir(self) -> str:
+        return os.path.join(self.output_root, "data", f"synthetic-{self.default_data.count}-seed{self.default_data.seed}")
+
+    @property
+    def resolved_data_path(self) -> str:
+        return self.data_path or self.default_data_dir
+
+    @property
+    def resolved_data_format(self) -> str:
+        return self.data_format if self.data_path else "png"
+
+    @property
+    def gate_config(self) -> GateConfig:
+        return self.gate or GateConfig(class_names=self.class_names, normal_class=self.image.normal_class)
+
+    @property
+    def module_config(self) -> ModuleConfig:
+        return ModuleConfig(image=self.image, training=self.training)
+
+    def with_updates(self, **changes) -> "PipelineConfig":
+        """A copy with some fields changed (the config is frozen)."""
+        return replace(self, **changes)

@@ -1,0 +1,162 @@
+"""Runs the spanet pipeline on this machine: LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite.
+
+    python pipeline/run_local.py                        # embedded synthetic data -> pushed model
+    python pipeline/run_local.py --data DIR --format png --epochs 30 --width 1.0
+    python pipeline/run_local.py --data gs://b/maps --runner=DataflowRunner --project=P ...
+
+Arguments this script does not know are handed to Beam, so a data set that outgrows
+one machine runs on Dataflow, Flink or Spark without code changes (docs/beam.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):
+    # Run as a script: import the project's packages, not this folder's sibling modules.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter; errors still raise
+# google-cloud libraries warn about Python 3.10 on import, in this process and in every Beam worker.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from typing import List, Optional, Sequence, Tuple  # noqa: E402
+
+from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig  # noqa: E402
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
+    parser = argparse.ArgumentParser(
+        description="Run the spanet TFX pipeline locally (with no arguments: on the embedded synthetic data).",
+        epilog="Unknown --options are passed to Apache Beam (e.g. --runner=DataflowRunner --project=...).",
+    )
+    parser.add_argument("--output-root", default="spanet_output", help="pipeline root, metadata and serving dir (default: %(default)s)")
+    parser.add_argument("--data", help="data set path (default: generate the embedded synthetic set once)")
+    parser.add_argument("--format", default="auto", choices=["auto", "png", "npz", "g85", "wm811k"], help="data format (default: %(default)s)")
+    parser.add_argument("--count", type=int, default=DefaultDataConfig.count, help="size of the generated default data set")
+    parser.add_argument("--model", default="spanet", help="network: spanet, ghostnet, mobilenet_v2, mobilenet_v3, resnet50_gc")
+    parser.add_argument("--width", type=float, help="width multiplier (1.0 = the paper's 5.1M-parameter network)")
+    parser.add_argument("--r", type=float, help="composition ratio of self-proliferation, in (0, 1]")
+    parser.add_argument("--epochs", type=int, help="maximum training epochs (early stopping may end sooner)")
+    parser.add_argument("--batch-size", type=int, help="training batch size")
+    parser.add_argument("--image-size", type=int, help="model input height and width in pixels")
+    parser.add_argument("--channels", type=int, choices=[1, 3], help="1 for wafer maps / grey images, 3 for RGB")
+    parser.add_argument("--model-name", default="spanet", help="name the model is served under")
+    parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+    return parser.parse_known_args(argv)
+
+
+def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> PipelineConfig:
+    """The pipeline configuration for these command-line arguments."""
+    config = PipelineConfig(output_root=args.output_root, model_name=args.model_name, enable_cache=not args.no_cache)
+    training = {k: v for k, v in dict(model=args.model, width=args.width, r=args.r, epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
+    image = {}
+    if args.image_size is not None:
+        image.update(height=args.image_size, width=args.image_size)
+    if args.channels is not None:
+        image["channels"] = args.channels
+    config = config.with_updates(
+        training=replace(config.training, **training),
+        image=replace(config.image, **image),
+        default_data=replace(config.default_data, count=args.count),
+    )
+    if args.data:
+        config = config.with_updates(data_path=args.data, data_format=args.format)
+    if beam_args:
+        # A user's runner replaces the local DirectRunner settings; plain extra flags add to them.
+        custom_runner = any(a.startswith("--runner") for a in beam_args)
+        config = config.with_updates(beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args))
+    return config
+
+
+def ensure_default_data(config: PipelineConfig) -> str:
+    """Generates the embedded synthetic data set once (a PNG folder with a manifest); returns its path."""
+    path = config.default_data_dir
+    if os.path.isdir(path):
+        return path
+    from spanet.data.generator import GeneratorConfig, iter_wafer_maps
+    from spanet.data.writers import write_dataset
+
+    data = config.default_data
+    print(f"Generating the default data set: {data.count} synthetic wafer maps (seed {data.seed}) -> {path}")
+    records = iter_wafer_maps(data.count, data.seed, GeneratorConfig(class_mix=data.class_mix_dict()))
+    write_dataset(records, path, "png", total=data.count, show_progress=True)
+    return path
+
+
+def run(config: PipelineConfig) -> int:
+    """Runs the pipeline and prints what it produced; returns a process exit code."""
+    from tfx import v1 as tfx
+
+    from components.anomaly_gate import SchemaAnomalyError
+    from pipeline.results import read_results
+    from pipeline.spanet_pipeline import create_pipeline
+
+    if config.data_path is None:
+        ensure_default_data(config)
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    started = time.time()
+    print(f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} ({config.resolved_data_format}), "
+          f"root {config.pipeline_root}, Beam {' '.join(config.beam_args)}")
+    try:
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+    except SchemaAnomalyError as error:
+        print(f"\nStopped: {error}", file=sys.stderr)
+        return 2
+    wall = time.time() - started
+    return report(config, read_results(config.metadata_path, since_ms=int(started * 1000)), wall)
+
+
+def report(config: PipelineConfig, results, wall_seconds: float) -> int:
+    """Prints the pushed model, the evaluation, the blessing and where the reports are."""
+    from components.eval_summary import summarize_evaluation
+
+    print(f"\nPipeline finished in {wall_seconds:.0f} s.")
+    if results.component_seconds:
+        print("Component times: " + ", ".join(f"{k} {v:.0f}s" for k, v in results.component_seconds.items()))
+    summary = results.training_summary
+    if summary:
+        point = summary["operating_point"]
+        print(f"Trainer: {summary['epochs_run']} epochs, {summary['parameters']:,} parameters; operating threshold "
+              f"P(normal) < {point['threshold']:.3f} (eval defect recall {point['defect_recall']:.4f}, "
+              f"false alarms {point['false_alarm_rate']:.4f})")
+    if results.evaluation_uri:
+        class_names = summary.get("class_names", list(config.class_names))
+        evaluation = summarize_evaluation(results.evaluation_uri, class_names)
+        print(f"Evaluation on the test split: defect recall {evaluation['defect_recall']:.4f} "
+              f"(gate >= {config.gate_config.min_defect_recall}), false-alarm rate {evaluation['false_alarm_rate']:.4f}, "
+              f"accuracy {evaluation['accuracy']:.4f}, macro-F1 {evaluation['macro_f1']:.4f}")
+        for name, metrics in evaluation["per_class"].items():
+            print(f"  {name:>10}: precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  "
+                  f"F1 {metrics['f1']:.3f}  support {metrics['support']}")
+        for failure in evaluation["validation_failures"]:
+            print(f"  gate failure: {failure}")
+        with open(os.path.join(config.output_root, "evaluation_summary.json"), "w", encoding="utf-8") as handle:
+            json.dump(evaluation, handle, indent=2)
+    print(f"Blessed: {results.blessed}.  Pushed: {results.pushed}" + (f" -> {results.pushed_path}" if results.pushed else ""))
+    print(f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
+          f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args, beam_args = parse_args(argv)
+    unknown = [a for a in beam_args if not a.startswith("--")]
+    if unknown:
+        print(f"run_local.py: unexpected argument(s) {unknown}; options start with --", file=sys.stderr)
+        return 2
+    return run(config_from_args(args, beam_args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""``create_pipeline(config)``: the one TFX pipeline that the local and the Kubeflow runners run.
+
+WaferExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
+-> SchemaAnomalyGate -> Transform -> Trainer -> Resolver (latest blessed model)
+-> Evaluator (defect-recall gate on the test split) -> Pusher (TF Serving layout).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from typing import List, Optional  # noqa: E402
+
+from tfx import v1 as tfx  # noqa: E402
+
+import schemas  # noqa: E402
+from components.anomaly_gate import SchemaAnomalyGate  # noqa: E402
+from components.evaluation import build_eval_config  # noqa: E402
+from components.wafer_example_gen import WaferExampleGen  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+
+#: Component code is referenced by import path, so a container image with the package runs it.
+PREPROCESSING_FN = "components.transform.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+
+
+def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
+    """The pipeline's components, wired, in execution order."""
+    custom_config = config.module_config.to_custom_config()
+
+    example_gen = WaferExampleGen(
+        data_path=config.resolved_data_path,
+        data_format=config.resolved_data_format,
+        split_ratios=dict(config.splits),
+        seed=config.split_seed,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schemas.schema_path())
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    anomaly_gate = SchemaAnomalyGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=custom_config,
+    )
+    transform.add_upstream_node(anomaly_gate)
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=custom_config,
+    )
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=build_eval_config(config.gate_config),
+        example_splits=["test"],
+        schema=schema_gen.outputs["schema"],
+    )
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
+        ),
+    )
+    return [
+        example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+        transform, trainer, model_resolver, evaluator, pusher,
+    ]
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for ``config``; the local runner passes a SQLite metadata connection."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )
