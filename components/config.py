@@ -67,6 +67,9 @@ class TrainingConfig:
     learning_rate: float = 2e-2
     final_learning_rate: float = 1e-4
     warmup_epochs: int = 1
+    weight_decay: float = 5e-4
+    # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
+    batchnorm_recalibration_batches: int = 20
     epochs: int = 20
     batch_size: int = 64
     early_stopping_patience: int = 5

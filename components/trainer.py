@@ -27,6 +27,7 @@ from components.operating_point import choose_threshold  # noqa: E402
 from components.serving import ServingModel, export_serving_model  # noqa: E402
 from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  # noqa: E402
 from spanet._keras import keras  # noqa: E402
+from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
 from spanet.calibration import expected_calibration_error, fit_temperature, softmax_probabilities  # noqa: E402
 
 #: Files the Trainer leaves in its run directory (beside the TensorBoard logs).
@@ -156,22 +157,26 @@ def run_fn(fn_args) -> None:
     )
     model = build_classifier(num_classes, image, config)
     model.compile(
-        optimizer=make_optimizer(config.optimizer, rate),
+        optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
         loss=CircleLoss(config.gamma, config.margin),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     tf.io.gfile.makedirs(fn_args.model_run_dir)
-    callbacks = schedule_callbacks + [
+    # BN statistics trail the weights on small data; re-estimate them before every validation so
+    # early stopping, the logs and the exported model all see true inference-mode behaviour.
+    precise_validation = PreciseBatchNormValidation(
+        train.map(lambda images, labels, weights: images), evaluation, config.batchnorm_recalibration_batches
+    )
+    callbacks = [precise_validation] + schedule_callbacks + [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(fn_args.model_run_dir, HISTORY_CSV)),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
         ),
     ]
-    history = model.fit(
-        train, validation_data=evaluation, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks, verbose=2,
-    )
+    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
+    # EarlyStopping restored the best epoch's weights and their recalibrated statistics; if it did
+    # not stop, the last epoch's statistics were recalibrated at its end.
 
     cosines, labels = cosine_logits(model, evaluation)
     scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0

@@ -25,6 +25,8 @@ class DefaultDataConfig:
 
     count: int = 4000
     seed: int = 0
+    #: Wafers per lot (real lots hold 25); splits are by lot.
+    lot_size: int = 25
     # Relative class weights: `none` dominates as in real fabs (85% in WM-811K), less extreme so
     # that every defect class has enough test wafers for a per-class recall gate.
     class_mix: Tuple[Tuple[str, float], ...] = (("none", 4.0),) + tuple((c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)

@@ -20,8 +20,14 @@ def connect(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def _latest(store: metadata_store.MetadataStore, type_name: str) -> Optional[metadata_store_pb2.Artifact]:
-    artifacts = [a for a in store.get_artifacts_by_type(type_name) if a.state == metadata_store_pb2.Artifact.LIVE]
+def _latest(
+    store: metadata_store.MetadataStore, type_name: str, producer: str = ""
+) -> Optional[metadata_store_pb2.Artifact]:
+    """The newest live artifact of a type (written by the named component, if given)."""
+    artifacts = [
+        a for a in store.get_artifacts_by_type(type_name)
+        if a.state == metadata_store_pb2.Artifact.LIVE and f"/{producer}/" in a.uri
+    ]
     return max(artifacts, key=lambda a: a.id) if artifacts else None
 
 
@@ -78,7 +84,7 @@ def read_results(metadata_path: str, since_ms: int = 0) -> RunResults:
         pushed=None if pushed is None else bool(_custom(pushed, "pushed")),
         pushed_path=_custom(pushed, "pushed_destination") or None,
         quarantine_uri=getattr(_latest(store, "spanet.WaferQuarantineReport"), "uri", None),
-        anomalies_uri=getattr(_latest(store, "ExampleAnomalies"), "uri", None),
+        anomalies_uri=getattr(_latest(store, "ExampleAnomalies", "ExampleValidator"), "uri", None),
         trainer_run_dir=run.uri if run else None,
         component_seconds=component_durations(store, since_ms),
     )

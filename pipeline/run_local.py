@@ -88,7 +88,7 @@ def ensure_default_data(config: PipelineConfig) -> str:
 
     data = config.default_data
     print(f"Generating the default data set: {data.count} synthetic wafer maps (seed {data.seed}) -> {path}")
-    records = iter_wafer_maps(data.count, data.seed, GeneratorConfig(class_mix=data.class_mix_dict()))
+    records = iter_wafer_maps(data.count, data.seed, GeneratorConfig(class_mix=data.class_mix_dict(), lot_size=data.lot_size))
     write_dataset(records, path, "png", total=data.count, show_progress=True)
     return path
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from spanet._keras import keras, tf
 
@@ -21,6 +21,7 @@ def export_saved_model(
     path: str,
     signatures: Mapping[str, Any],
     models: Sequence[keras.Model] = (),
+    extra_files: Optional[Mapping[str, bytes]] = None,
     **trackables: Any,
 ) -> str:
     """Writes a SavedModel with ``signatures`` to ``path`` (which must not exist yet).
@@ -30,6 +31,8 @@ def export_saved_model(
       signatures: name -> ``tf.function`` with an input signature (or concrete function).
       models: Keras models whose variables the signatures use; only their variables are
         tracked, not their Python layers.
+      extra_files: relative path -> bytes written into the directory before it appears
+        (e.g. ``assets.extra/tf_serving_warmup_requests``).
       **trackables: other objects to keep in the SavedModel (e.g. a TFT layer with assets).
 
     Returns:
@@ -44,14 +47,22 @@ def export_saved_model(
     for name, function in signatures.items():
         setattr(module, f"signature_{name}", function)
 
-    parent = os.path.dirname(os.path.abspath(path)) if "://" not in path else None
-    if parent is None:  # object stores have no atomic rename: write in place
-        tf.saved_model.save(module, path, signatures=dict(signatures))
+    def write(directory: str) -> None:
+        tf.saved_model.save(module, directory, signatures=dict(signatures))
+        for relative, content in (extra_files or {}).items():
+            target = os.path.join(directory, relative)
+            tf.io.gfile.makedirs(os.path.dirname(target))
+            with tf.io.gfile.GFile(target, "wb") as handle:
+                handle.write(content)
+
+    if "://" in path:  # object stores have no atomic rename: write in place
+        write(path)
         return path
+    parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        tf.saved_model.save(module, staging, signatures=dict(signatures))
+        write(staging)
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

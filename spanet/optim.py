@@ -96,11 +96,20 @@ def make_learning_rate(
     return rate, []
 
 
-def make_optimizer(name: str = "nag", learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> keras.optimizers.Optimizer:
-    """NAG (SGD + Nesterov momentum), Adam or plain SGD, on any rate or schedule."""
+def make_optimizer(
+    name: str = "nag", learning_rate: LearningRate = 1e-2, momentum: float = 0.9, weight_decay: float = 0.0
+) -> keras.optimizers.Optimizer:
+    """NAG (SGD + Nesterov momentum), Adam or plain SGD, on any rate or schedule.
+
+    ``weight_decay`` (decoupled, per step) keeps the scale of the weights in front of
+    BatchNorm bounded, which Circle Loss's large gradients otherwise inflate.
+    """
     check_choice("optimizer", name, OPTIMIZERS)
+    if float(weight_decay) < 0:
+        raise ValueError(f"weight_decay must be a number >= 0; got {weight_decay!r}")
+    decay = float(weight_decay) or None
     if name == "nag":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True, weight_decay=decay)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
-    return keras.optimizers.SGD(learning_rate=learning_rate)
+        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=decay)
+    return keras.optimizers.SGD(learning_rate=learning_rate, weight_decay=decay)

@@ -5,3 +5,52 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+#: The tiny, easy problem the end-to-end tests train on: three well-separated classes.
+TINY_CLASSES = ("Center", "Edge-Ring", "none")
+
+
+def tiny_pipeline_config(output_root, **changes):
+    """A PipelineConfig that trains in about a minute on 2 cores and is good enough to be blessed."""
+    from components.evaluation import GateConfig
+    from pipeline.config import DefaultDataConfig, PipelineConfig
+
+    config = PipelineConfig(
+        output_root=str(output_root),
+        default_data=DefaultDataConfig(count=300, seed=3, lot_size=5, class_mix=(("none", 1.0), ("Center", 1.0), ("Edge-Ring", 1.0))),
+        class_names=TINY_CLASSES,
+        beam_args=(),  # in-process Beam: the multi-process start-up costs more than tiny data saves
+    )
+    config = config.with_updates(
+        image=replace(config.image, height=32, width=32),
+        training=replace(config.training, width=0.25, epochs=8, batch_size=32, early_stopping_patience=8, warmup_epochs=1),
+        gate=GateConfig(class_names=TINY_CLASSES, max_false_alarm_rate=0.2),
+    )
+    return config.with_updates(**changes) if changes else config
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_run(tmp_path_factory):
+    """One real run of the whole pipeline (LocalDagRunner) on tiny data, shared by the tests.
+
+    Returns a dict: ``config``, ``results`` (pipeline.results.RunResults) and ``exit_code``.
+    """
+    from pipeline.results import read_results
+    from pipeline.run_local import run
+
+    config = tiny_pipeline_config(tmp_path_factory.mktemp("tiny_run"))
+    exit_code = run(config)
+    return {"config": config, "results": read_results(config.metadata_path), "exit_code": exit_code}
+
+
+@pytest.fixture(scope="session")
+def pushed_model_dir(tiny_pipeline_run):
+    """The TF Serving base directory (``<serving root>/<model name>``) holding the pushed version."""
+    results = tiny_pipeline_run["results"]
+    assert results.pushed, f"the tiny pipeline run was not pushed: blessed={results.blessed}"
+    return Path(tiny_pipeline_run["config"].serving_dir)
