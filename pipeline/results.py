@@ -26,7 +26,7 @@ def _latest(
     """The newest live artifact of a type (written by the named component, if given)."""
     artifacts = [
         a for a in store.get_artifacts_by_type(type_name)
-        if a.state == metadata_store_pb2.Artifact.LIVE and f"/{producer}/" in a.uri
+        if a.state == metadata_store_pb2.Artifact.LIVE and (not producer or f"/{producer}/" in a.uri)
     ]
     return max(artifacts, key=lambda a: a.id) if artifacts else None
 
