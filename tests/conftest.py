@@ -35,6 +35,12 @@ def tiny_pipeline_config(output_root, **changes):
 
 
 @pytest.fixture(scope="session")
+def tiny_config():
+    """The :func:`tiny_pipeline_config` builder, for tests that run their own small pipeline."""
+    return tiny_pipeline_config
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline_run(tmp_path_factory):
     """One real run of the whole pipeline (LocalDagRunner) on tiny data, shared by the tests.
 

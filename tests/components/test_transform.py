@@ -1,0 +1,49 @@
+"""Transform's preprocessing_fn on known inputs, through real tf.Transform on Beam."""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_XF, ImageConfig
+from components.transform import decode_and_resize, preprocessing_fn
+from spanet.data.imageio import encode_png
+
+
+def _custom_config(**image):
+    return {"image": {"height": 8, "width": 8, "channels": 1, **image}}
+
+
+def test_wafer_map_pixels_survive_resizing():
+    # A 2x2 wafer map: off-wafer, pass / fail, fail -> each die becomes a 4x4 block at 8x8.
+    png = encode_png(np.array([[0, 128], [255, 255]], np.uint8))
+    image = decode_and_resize(tf.constant([png]), ImageConfig(height=8, width=8)).numpy()[0, ..., 0]
+    np.testing.assert_allclose(image[:4, :4], 0.0)
+    np.testing.assert_allclose(image[:4, 4:], 128 / 255, atol=1e-6)
+    np.testing.assert_allclose(image[4:, :], 1.0)
+
+
+def test_rgb_jpeg_becomes_grey_of_the_configured_size():
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0] = 255
+    jpeg = tf.io.encode_jpeg(rgb, quality=100).numpy()
+    image = decode_and_resize(tf.constant([jpeg]), ImageConfig(height=16, width=16)).numpy()
+    assert image.shape == (1, 16, 16, 1)
+    assert 0.25 < image.mean() < 0.35  # pure red in grey: 0.2989 (ITU-R 601 weights)
+
+
+def test_preprocessing_fn_through_tft_beam(tmp_path):
+    maps = [np.array([[0, 255], [128, 128]], np.uint8), np.array([[255, 255], [255, 255]], np.uint8),
+            np.array([[0, 128], [128, 0]], np.uint8)]
+    raw = [{"image": [encode_png(m)], "label": [label]} for m, label in zip(maps, [b"Center", b"Center", b"none"])]
+    spec = {"image": tf.io.FixedLenFeature([1], tf.string), "label": tf.io.FixedLenFeature([1], tf.string)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with tft_beam.Context(temp_dir=str(tmp_path)):
+        (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, _custom_config())
+        )
+    assert [row[LABEL_XF] for row in transformed] == [0, 0, 1]  # vocabulary by frequency: Center, none
+    assert [row[IS_DEFECT_XF] for row in transformed] == [1.0, 1.0, 0.0]
+    first = np.asarray(transformed[0][IMAGE_XF]).reshape(8, 8)
+    np.testing.assert_allclose(first[:4, 4:], 1.0)
+    np.testing.assert_allclose(first[4:, :], 128 / 255, atol=1e-6)

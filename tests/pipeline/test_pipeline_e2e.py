@@ -1,0 +1,124 @@
+"""The whole pipeline through LocalDagRunner on tiny data: artefacts, blessing, push, serving, the gate.
+
+The session fixture ``tiny_pipeline_run`` (tests/conftest.py) runs it once; the gate test at the
+end re-runs the same pipeline with an undertrained model and must be last in this module.
+"""
+
+import glob
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.eval_summary import summarize_evaluation
+from components.operating_point import MIN_THRESHOLD
+from pipeline.results import read_results
+from pipeline.run_local import run
+from spanet.data.convention import die_map_to_image
+from spanet.data.generator import generate_wafer_maps
+from spanet.data.imageio import encode_png
+
+pytestmark = pytest.mark.slow
+
+
+def _latest_version(serving_dir):
+    versions = sorted(int(v) for v in os.listdir(serving_dir) if v.isdigit())
+    assert versions, f"no version under {serving_dir}"
+    return os.path.join(serving_dir, str(versions[-1]))
+
+
+def test_tiny_run_is_blessed_and_pushed_in_tf_serving_layout(tiny_pipeline_run):
+    config, results = tiny_pipeline_run["config"], tiny_pipeline_run["results"]
+    assert tiny_pipeline_run["exit_code"] == 0
+    assert results.blessed is True and results.pushed is True
+    version = _latest_version(config.serving_dir)
+    assert os.path.dirname(results.pushed_path.rstrip("/")) == os.path.abspath(config.serving_dir) or \
+        results.pushed_path.rstrip("/").startswith(config.serving_dir)
+    assert os.path.isfile(os.path.join(version, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(version, "variables"))
+    assert os.path.isfile(os.path.join(version, "assets.extra", "spanet_operating_point.json"))
+
+
+def test_artefacts_of_every_component(tiny_pipeline_run):
+    root = tiny_pipeline_run["config"].pipeline_root
+    for split in ("train", "eval", "test"):
+        assert glob.glob(os.path.join(root, "WaferExampleGen", "examples", "*", f"Split-{split}", "*.gz"))
+    for path in ("StatisticsGen/statistics", "ExampleValidator/anomalies", "Transform/transform_graph",
+                 "Trainer/model", "Trainer/model_run", "Evaluator/evaluation", "Evaluator/blessing"):
+        assert glob.glob(os.path.join(root, path, "*")), path
+    results = tiny_pipeline_run["results"]
+    summary = results.training_summary
+    assert summary["class_names"] and summary["operating_point"]["threshold"] >= MIN_THRESHOLD
+    assert os.path.isfile(os.path.join(results.trainer_run_dir, "history.csv"))
+    assert glob.glob(os.path.join(results.trainer_run_dir, "**", "events.out.tfevents.*"), recursive=True)
+
+
+def test_pushed_model_answers_a_png_with_a_class_name(pushed_model_dir):
+    model = tf.saved_model.load(_latest_version(str(pushed_model_dir)))
+    records = generate_wafer_maps(6, seed=11, class_mix={"Edge-Ring": 1.0, "Random": 1.0, "none": 1.0})
+    pngs = [encode_png(r.image) for r in records]
+    out = model.signatures["serving_default"](images=tf.constant(pngs))
+    names = [n.decode() for n in out["class_name"].numpy()]
+    assert set(names) <= {"Edge-Ring", "Random", "none"}
+    assert names == [r.label for r in records]
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+    flags = out["defective"].numpy()
+    assert list(flags) == [r.label != "none" for r in records]
+    assert float(model.normal_threshold.numpy()) >= MIN_THRESHOLD
+
+
+def test_evaluator_defect_recall_equals_a_direct_count(tiny_pipeline_run):
+    config, results = tiny_pipeline_run["config"], tiny_pipeline_run["results"]
+    model = tf.saved_model.load(_latest_version(config.serving_dir))
+    files = glob.glob(os.path.join(config.pipeline_root, "WaferExampleGen", "examples", "*", "Split-test", "*.gz"))
+    serialized = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    labels = [tf.train.Example.FromString(s).features.feature["label"].bytes_list.value[0].decode() for s in serialized]
+    scores = model.signatures["serving_examples"](examples=tf.constant(serialized))["defect_score"].numpy()
+    is_defect = np.array([label != "none" for label in labels])
+    direct = float((scores[is_defect] > 0.5).mean())
+    evaluation = summarize_evaluation(results.evaluation_uri, results.training_summary["class_names"])
+    assert evaluation["defect_recall"] == pytest.approx(direct, abs=1e-6)
+    assert evaluation["defect_recall"] >= 0.99 and evaluation["validation_ok"]
+    assert sum(m["support"] for m in evaluation["per_class"].values()) == len(serialized)
+
+
+def _png_folder_with_unknown_label(path, count=40):
+    """A PNG data set in the users' layout in which three wafers carry a label outside the schema."""
+    from spanet.data.writers import write_dataset
+
+    records = generate_wafer_maps(count, seed=5, class_mix={"Edge-Ring": 1.0, "none": 1.0}, lot_size=5)
+    write_dataset(records, str(path), "png")
+    manifest = path / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    for i in (1, 2, 3):
+        fields = lines[i].split(",")
+        fields[1] = "Mystery"
+        lines[i] = ",".join(fields)
+    manifest.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_schema_anomaly_stops_the_run_before_training(tmp_path, capsys, tiny_config):
+    data = _png_folder_with_unknown_label(tmp_path / "data")
+    config = tiny_config(tmp_path / "out").with_updates(data_path=str(data), data_format="png")
+    assert run(config) == 2
+    message = capsys.readouterr().err
+    assert "violates the schema" in message and "'label'" in message and "Mystery" in message
+    assert "SchemaDiff.pb" in message
+    assert not glob.glob(os.path.join(config.pipeline_root, "Transform", "*", "*"))
+    assert not glob.glob(os.path.join(config.pipeline_root, "Trainer", "*", "*"))
+
+
+def test_gate_refuses_an_undertrained_model_and_pushes_nothing(tiny_pipeline_run):
+    """Runs last: the same pipeline, but the Trainer stops after one epoch at a negligible learning rate."""
+    config = tiny_pipeline_run["config"]
+    versions_before = sorted(os.listdir(config.serving_dir))
+    weak = config.with_updates(training=replace(config.training, epochs=1, learning_rate=1e-6, final_learning_rate=1e-7))
+    assert run(weak) == 0
+    results = read_results(weak.metadata_path)
+    assert results.blessed is False and results.pushed is False
+    assert sorted(os.listdir(config.serving_dir)) == versions_before
+    evaluation = summarize_evaluation(results.evaluation_uri, results.training_summary["class_names"])
+    assert not evaluation["validation_ok"] and evaluation["validation_failures"]
