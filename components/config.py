@@ -81,6 +81,8 @@ class TrainingConfig:
     # ... but never above this, so that a model cannot buy recall by flagging every wafer.
     max_normal_threshold: float = 0.95
     seed: int = 0
+    # The name TF Serving serves the model under (its warm-up requests carry it).
+    model_name: str = "spanet"
 
     def __post_init__(self):
         if self.class_weighting not in ("balanced", "none"):
@@ -110,6 +112,10 @@ class ModuleConfig:
         config = {"image": dataclasses.asdict(self.image), "training": dataclasses.asdict(self.training)}
         json.dumps(config)  # fail at definition time if anything is not serialisable
         return config
+
+    def transform_custom_config(self) -> Dict[str, Any]:
+        """Only what Transform reads, so that changing a training setting keeps Transform cached."""
+        return {"image": dataclasses.asdict(self.image)}
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "ModuleConfig":

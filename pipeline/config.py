@@ -98,7 +98,7 @@ class PipelineConfig:
 
     @property
     def module_config(self) -> ModuleConfig:
-        return ModuleConfig(image=self.image, training=self.training)
+        return ModuleConfig(image=self.image, training=replace(self.training, model_name=self.model_name))
 
     def with_updates(self, **changes) -> "PipelineConfig":
         """A copy with some fields changed (the config is frozen)."""

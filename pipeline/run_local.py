@@ -155,7 +155,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         print(f"run_local.py: unexpected argument(s) {unknown}; options start with --", file=sys.stderr)
         return 2
-    return run(config_from_args(args, beam_args))
+    code = run(config_from_args(args, beam_args))
+    # Collect TensorFlow's functions while the interpreter is intact: left to shutdown, their
+    # destructors print harmless but alarming "TypeError: 'NoneType' object is not subscriptable".
+    import gc
+
+    gc.collect()
+    return code
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=custom_config,
+        custom_config=config.module_config.transform_custom_config(),
     )
     transform.add_upstream_node(anomaly_gate)
 

@@ -9,7 +9,7 @@ output = main + shortcut
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from spanet._keras import keras, register, tf
 from spanet.layers.attention import NORMALIZATIONS, SelfAttention
@@ -40,10 +40,10 @@ class SPABlock(keras.layers.Layer):
       attention_reduction: bottleneck reduction of the attention transform.
       norm: normalisation inside attention (layer / batch / group).
       reference_softmax: the published code's single-channel attention softmax.
-
-    As in the published code, the block's own depthwise convolutions use the depth
-    multiplier ``ceil(1/r) - 1`` (1 at r = 0.5), which is why the parameter count
-    grows as r shrinks.
+      depth_multiplier: depth multiplier of the block's own depthwise convolutions;
+        None follows the published code, ``ceil(1/r) - 1`` (1 at r = 0.5), which is why
+        the parameter count grows as r shrinks (steeply: attention then sees
+        ``expansion * multiplier`` channels). 1 keeps the block's width fixed for any r.
     """
 
     def __init__(
@@ -57,6 +57,7 @@ class SPABlock(keras.layers.Layer):
         attention_reduction: int = 4,
         norm: str = "layer",
         reference_softmax: bool = False,
+        depth_multiplier: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -69,7 +70,8 @@ class SPABlock(keras.layers.Layer):
         self.attention_reduction = check_positive_int("attention_reduction", attention_reduction)
         self.norm = check_choice("norm", norm, NORMALIZATIONS)
         self.reference_softmax = bool(reference_softmax)
-        multiplier = proliferation_multiplier(self.ratio)
+        self.depth_multiplier = None if depth_multiplier is None else check_positive_int("depth_multiplier", depth_multiplier)
+        multiplier = self.depth_multiplier or proliferation_multiplier(self.ratio)
 
         self.shortcut_dw = keras.layers.DepthwiseConv2D(
             self.kernel_size, self.strides, padding="same", depth_multiplier=multiplier,
@@ -150,5 +152,6 @@ class SPABlock(keras.layers.Layer):
             attention_reduction=self.attention_reduction,
             norm=self.norm,
             reference_softmax=self.reference_softmax,
+            depth_multiplier=self.depth_multiplier,
         )
         return config

@@ -97,6 +97,7 @@ def build_spanet(
     embedding_output: bool = False,
     reference_attention: bool = False,
     attention_reduction: int = 4,
+    block_depth_multiplier: Optional[int] = None,
     blocks: Sequence[BlockSpec] = REFERENCE_BLOCKS,
     name: Optional[str] = None,
 ) -> keras.Model:
@@ -114,6 +115,9 @@ def build_spanet(
       embedding_output: also output the L2-normalisable embedding (for pair-wise Circle Loss).
       reference_attention: reproduce the published code's single-channel softmax.
       attention_reduction: bottleneck reduction of the attention transform.
+      block_depth_multiplier: depth multiplier of each block's own depthwise convolutions;
+        None follows the published code (``ceil(1/r) - 1``: 1 at r = 0.5, 16 at r = 0.06,
+        where the network grows to ~74M parameters); 1 keeps the width fixed for any r.
       blocks: the block table; the 16-block reference by default.
 
     Returns:
@@ -141,6 +145,7 @@ def build_spanet(
             attention_reduction=attention_reduction,
             norm=norm,
             reference_softmax=reference_attention,
+            depth_multiplier=block_depth_multiplier,
             name=f"block{index}",
         )(x)
 

@@ -94,3 +94,13 @@ def test_unknown_baseline_lists_the_allowed_names():
     assert "name must be one of" in str(error.value) and "'mobilenet_v3'" in str(error.value)
     with pytest.raises(ValueError, match="width must be a number > 0"):
         build_model("mobilenet_v2", width=0.0)
+
+
+def test_block_depth_multiplier_follows_the_reference_or_stays_fixed():
+    reference = build_spanet(num_classes=4, input_shape=(32, 32, 1), width=0.25, r=0.25)
+    fixed = build_spanet(num_classes=4, input_shape=(32, 32, 1), width=0.25, r=0.25, block_depth_multiplier=1)
+    assert [b.shortcut_dw.depth_multiplier for b in reference.layers if isinstance(b, SPABlock)] == [3] * 16
+    assert [b.shortcut_dw.depth_multiplier for b in fixed.layers if isinstance(b, SPABlock)] == [1] * 16
+    assert fixed.count_params() < reference.count_params()
+    with pytest.raises(ValueError, match="depth_multiplier must be an integer >= 1"):
+        build_spanet(block_depth_multiplier=0)
