@@ -25,6 +25,7 @@ from absl import logging  # noqa: E402
 from components.config import IMAGE_XF, LABEL_VOCABULARY, LABEL_XF, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
 from components.operating_point import choose_threshold  # noqa: E402
 from components.serving import ServingModel, export_serving_model  # noqa: E402
+from components.warmup import WARMUP_FILE, warmup_file_bytes  # noqa: E402
 from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  # noqa: E402
 from spanet._keras import keras  # noqa: E402
 from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
@@ -209,4 +210,7 @@ def run_fn(fn_args) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
     serving = ServingModel(model, tft_output, class_names, normal_id, scale, point.threshold)
-    export_serving_model(fn_args.serving_model_dir, serving, extra_files={OPERATING_POINT_JSON: summary_json})
+    export_serving_model(fn_args.serving_model_dir, serving, extra_files={
+        OPERATING_POINT_JSON: summary_json,
+        WARMUP_FILE: warmup_file_bytes(config.model_name, image.height, image.width, image.channels),
+    })

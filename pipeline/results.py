@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -55,17 +55,15 @@ class RunResults:
 
 
 def component_durations(store: metadata_store.MetadataStore, since_ms: int = 0) -> Dict[str, float]:
-    """Seconds each component's latest execution took (cached ones take ~0 s)."""
+    """Seconds each component's latest execution took since ``since_ms`` (cached ones take ~0 s)."""
+    node_type = next((t.id for t in store.get_context_types() if t.name == "node"), None)
     durations: Dict[str, float] = {}
     for execution in sorted(store.get_executions(), key=lambda e: e.id):
         if execution.create_time_since_epoch < since_ms:
             continue
-        node = execution.properties["component_id"].string_value if "component_id" in execution.properties else ""
-        node = node or execution.custom_properties.get("component_id", metadata_store_pb2.Value()).string_value
-        if not node:
-            contexts = store.get_contexts_by_execution(execution.id)
-            node = next((c.name.split(".")[-1] for c in contexts if c.type_id and "node" in store.get_context_types_by_id([c.type_id])[0].name), str(execution.type_id))
-        durations[node] = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0
+        node = next((c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type), "")
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0
+        durations[node.split(".")[-1] or str(execution.id)] = seconds
     return durations
 
 
@@ -95,6 +93,3 @@ def read_results(metadata_path: str, since_ms: int = 0) -> RunResults:
                 results.training_summary = json.load(handle)
     return results
 
-
-def slowest_first(durations: Dict[str, float]) -> List[str]:
-    return sorted(durations, key=durations.get, reverse=True)

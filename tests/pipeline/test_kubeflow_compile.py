@@ -1,0 +1,154 @@
+"""pipeline/run_kubeflow.py compiles the pipeline to a KFP v2 spec that kfp itself loads and that
+carries the configured image, root, Trainer resources and GPU scheduling; compiling is deterministic."""
+
+import json
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import pytest
+import yaml
+from google.protobuf import json_format
+
+IMAGE = "registry.example.com/ml/spanet-tfx:1.2.3"
+ROOT = "gs://wafer-bucket/spanet/root"
+DATA = "gs://wafer-bucket/wafers"
+SERVING_DIR = "gs://wafer-bucket/spanet/serving/spanet"
+GPU_LABEL = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
+ARGS = [
+    "--image", IMAGE, "--pipeline-root", ROOT, "--data", DATA, "--format", "png", "--serving-dir", SERVING_DIR,
+    "--gpus", "2", "--trainer-cpu", "8", "--trainer-memory-gb", "30",
+    "--node-selector", "=".join(GPU_LABEL), "--toleration", "nvidia.com/gpu:NoSchedule",
+    "--toleration", "pool=gpu:NoExecute",
+    "--runner=DataflowRunner", "--project=fab-project", "--region=europe-west4",
+]
+#: Node id -> the nodes it must depend on (dependentTasks), as create_pipeline wires them.
+DEPENDENCIES = {
+    "WaferExampleGen": set(),
+    "ImportSchemaGen": set(),
+    "StatisticsGen": {"WaferExampleGen"},
+    "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
+    "SchemaAnomalyGate": {"ExampleValidator"},
+    "Transform": {"WaferExampleGen", "ImportSchemaGen", "SchemaAnomalyGate"},
+    "Trainer": {"Transform", "ImportSchemaGen"},
+    "Evaluator": {"WaferExampleGen", "Trainer", "ImportSchemaGen", "latest_blessed_model_resolver-model-resolver"},
+    "Pusher": {"Trainer", "Evaluator"},
+}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """The pipeline compiled twice through the command line, plus the Vertex JSON."""
+    from pipeline.run_kubeflow import main
+
+    out = tmp_path_factory.mktemp("kfp")
+    paths = {"first": out / "a.yaml", "second": out / "b.yaml", "vertex": out / "vertex.json"}
+    assert main(["--output", str(paths["first"]), "--vertex-json", str(paths["vertex"])] + ARGS) == 0
+    assert main(["--output", str(paths["second"])] + ARGS) == 0
+    return paths
+
+
+def _documents(path):
+    with open(path) as handle:
+        return list(yaml.safe_load_all(handle))
+
+
+def test_kfp_loaders_and_the_pipeline_spec_proto_accept_the_spec(compiled):
+    from kfp import components
+    from kfp.client import client as kfp_client
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec_dict, platform_dict = _documents(compiled["first"])
+    spec = json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec())
+    assert spec.schema_version == "2.1.0" and spec.pipeline_info.name == "spanet"
+    json_format.ParseDict(platform_dict, pipeline_spec_pb2.PlatformSpec())
+    package = kfp_client._extract_pipeline_yaml(str(compiled["first"]))  # what create_run_from_pipeline_package reads
+    assert package.pipeline_spec == spec and "kubernetes" in package.platform_spec.platforms
+    assert components.load_component_from_file(str(compiled["first"])).name == "spanet"
+
+
+def test_every_component_is_there_with_its_dependencies(compiled):
+    spec, _ = _documents(compiled["first"])
+    tasks = spec["root"]["dag"]["tasks"]
+    for node, upstream in DEPENDENCIES.items():
+        assert node in tasks, f"{node} missing from the compiled DAG"
+        assert set(tasks[node].get("dependentTasks", [])) == upstream, node
+    resolvers = {name for name in tasks if name.startswith("latest_blessed_model_resolver")}
+    assert resolvers == {"latest_blessed_model_resolver-model-resolver", "latest_blessed_model_resolver-model-blessing-resolver"}
+    assert set(spec["deploymentSpec"]["executors"]) >= {f"{node}_executor" for node in DEPENDENCIES}
+
+
+def test_image_root_data_serving_dir_and_beam_args_are_the_configured_ones(compiled):
+    spec, _ = _documents(compiled["first"])
+    assert spec["defaultPipelineRoot"] == ROOT
+    containers = [e["container"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e]
+    assert containers and {c["image"] for c in containers} == {IMAGE}
+    text = compiled["first"].read_text()
+    assert DATA in text and SERVING_DIR in text
+    trainer = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert "--runner=DataflowRunner" in trainer["args"] and "--project=fab-project" in trainer["args"]
+    assert "--direct_running_mode=multi_processing" not in trainer["args"]  # a named runner replaces the local ones
+    # component code is referenced by import path inside the image, never as a module file
+    assert "components.trainer.run_fn" in text and "components.transform.preprocessing_fn" in text
+    for node in ("Trainer", "Transform"):
+        assert "module_file" not in spec["components"][node]["inputDefinitions"]["parameters"]
+
+
+def test_the_trainer_alone_gets_the_gpus_cpu_memory_and_gpu_node_scheduling(compiled):
+    spec, platform = _documents(compiled["first"])
+    executors = spec["deploymentSpec"]["executors"]
+    resources = executors["Trainer_executor"]["container"]["resources"]
+    assert resources["accelerator"] == {"type": "nvidia.com/gpu", "count": "2"}
+    assert resources["cpuLimit"] == resources["cpuRequest"] == 8.0
+    assert resources["memoryLimit"] == resources["memoryRequest"] == 30.0
+    assert [name for name, e in executors.items() if "resources" in e.get("container", {})] == ["Trainer_executor"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(k8s) == {"Trainer_executor"}
+    assert k8s["Trainer_executor"]["nodeSelector"] == {"labels": dict([GPU_LABEL])}
+    assert k8s["Trainer_executor"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoExecute"},
+    ]
+
+
+def test_compiling_twice_gives_the_same_spec(compiled):
+    assert compiled["first"].read_bytes() == compiled["second"].read_bytes()
+
+
+def test_vertex_pipeline_job_json(compiled):
+    job = json.loads(compiled["vertex"].read_text())
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == ROOT
+    assert job["pipelineSpec"] == _documents(compiled["first"])[0]
+    assert job["displayName"] == "spanet"
+
+
+def test_pvc_storage_mounts_the_models_volume_in_the_pushers_pod(tmp_path):
+    from pipeline.cluster import KubeflowConfig
+    from pipeline.kubeflow import kubernetes_platform
+    from pipeline.run_kubeflow import configs_from_args, parse_args
+
+    config, kubeflow = configs_from_args(*parse_args(["--serving-pvc", "spanet-models", "--model-name", "wafers"]))
+    assert config.serving_dir == "/models/wafers" and config.module_config.training.model_name == "wafers"
+    executors = kubernetes_platform(kubeflow)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors == {"Pusher_executor": {"pvcMount": [{"constant": "spanet-models", "mountPath": "/models"}]}}
+    assert kubernetes_platform(KubeflowConfig()) == {}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pipeline-root", "relative/root"], "--pipeline-root 'relative/root' must be shared storage"),
+    (["--gpus", "-1"], "trainer GPUs must be an integer >= 0"),
+    (["--trainer-memory-gb", "0"], "trainer memory gb must be > 0"),
+    (["--node-selector", "gpu"], "node selector 'gpu' must be KEY=VALUE"),
+    (["--toleration", "nvidia.com/gpu:Sometimes"], "toleration effect 'Sometimes' must be one of"),
+    (["--serving-dir", "gs://b/s", "--serving-pvc", "p"], "give --serving-dir or --serving-pvc, not both"),
+    (["--submit"], "--submit needs --host URL"),
+    (["stray"], "unexpected argument(s) ['stray']"),
+])
+def test_bad_options_are_named_in_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    from pipeline.run_kubeflow import main
+
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    assert main(["--output", str(tmp_path / "p.yaml")] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "p.yaml").exists()
