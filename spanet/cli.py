@@ -72,8 +72,118 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(subparsers: "argparse._SubParsersAction") -> None:
+    import inspect
+
+    from spanet.serving.config import DEFAULT_GRPC_PORT, DEFAULT_MAX_MESSAGE_BYTES, ServerConfig
+
+    p = subparsers.add_parser(
+        "serve", help="a local TF Serving stand-in (development/tests only)", description=inspect.cleandoc(_run_serve.__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model-base-path", required=True, help="TF Serving base directory: <dir>/<integer version>/saved_model.pb")
+    p.add_argument("--model-name", default=ServerConfig.model_name, help="name clients ask for (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default: %(default)s)")
+    p.add_argument("--rest-port", type=int, default=None, help="also serve TF Serving's REST routes on this port (e.g. 8501)")
+    p.add_argument("--host", default=ServerConfig.host, help="address to listen on (default: %(default)s)")
+    p.add_argument("--poll-seconds", type=float, default=ServerConfig.poll_interval_s,
+                   help="seconds between scans of the base directory for new versions (default: %(default)s)")
+    p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_BYTES / 2**20,
+                   help="largest request / response in MiB; bigger requests get RESOURCE_EXHAUSTED (default: %(default)s)")
+    p.add_argument("--max-workers", type=int, default=ServerConfig.max_workers, help="concurrent requests (default: %(default)s)")
+    p.add_argument("--no-warmup", action="store_true", help="switch to a new version without running a warm-up request first")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve gRPC over TLS (with --tls-key)")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", default=None, help="PEM root certificates: require client certificates signed by them")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    """Serve a Pusher base directory over TF Serving's gRPC API (and optionally its REST routes).
+
+    A development and test stand-in for TF Serving, not a production server: it speaks TF Serving's
+    protocol (PredictionService Predict / Classify / GetModelMetadata, ModelService GetModelStatus,
+    REST /v1/models/<name>[:predict]) so that the same client works against both. It serves the
+    newest integer version of the base directory, loads and warms new versions before switching to
+    them, and stops gracefully on SIGTERM / SIGINT. Production uses TF Serving itself (the
+    tensorflow/serving image, gRPC 8500 / REST 8501, MODEL_BASE_PATH / MODEL_NAME).
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from spanet.serving.config import ServerConfig, TLSConfig
+    from spanet.serving.server import serve_forever
+
+    if args.max_message_mb <= 0 or args.poll_seconds <= 0 or args.max_workers < 1:
+        raise ValueError("--max-message-mb and --poll-seconds must be > 0, --max-workers >= 1")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    tls = TLSConfig(root_certs=args.tls_client_ca, cert_chain=args.tls_cert, private_key=args.tls_key) if args.tls_cert else None
+    config = ServerConfig(
+        model_base_path=args.model_base_path, model_name=args.model_name, host=args.host, port=args.port,
+        rest_port=args.rest_port, poll_interval_s=args.poll_seconds, max_message_bytes=int(args.max_message_mb * 2**20),
+        max_workers=args.max_workers, warmup=not args.no_warmup, tls=tls,
+    )
+    return serve_forever(config)
+
+
+def _add_predict(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser("predict", help="classify images / wafer-map files with a served model", description=_run_predict.__doc__)
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images, .npz (MixedWM38), .g85/.xml/.map (G85), .pkl (WM-811K)")
+    p.add_argument("--server", default="localhost:8500", help="TF Serving gRPC address host:port (default: %(default)s)")
+    p.add_argument("--model-name", default="spanet", help="served model name (default: %(default)s)")
+    p.add_argument("--model-version", type=int, default=None, help="pin a version (default: the newest served)")
+    p.add_argument("--signature", default="serving_default", help="signature to call (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per request (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, help="deadline of each request in seconds (default: %(default)s)")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server and model to be ready (default: %(default)s)")
+    p.add_argument("--tls-root-certs", default=None, help="PEM root certificates: connect over TLS")
+    p.add_argument("--tls-cert", default=None, help="PEM client certificate chain (mutual TLS)")
+    p.add_argument("--tls-key", default=None, help="PEM client private key (mutual TLS)")
+    p.add_argument("--tls-server-name", default=None, help="host name to check the server certificate against")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    """Send images and wafer maps to TF Serving (or `spanet serve`) and print one row per input.
+
+    Columns: file (file#index for files holding many maps), class, confidence (the probability of
+    that class) and defective (with the defect score). Exits 1 with a one-line message when a file
+    cannot be read or the server cannot be reached within --wait seconds.
+    """
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.batch_size < 1 or args.timeout <= 0 or args.wait < 0:
+        raise ValueError("--batch-size must be >= 1, --timeout > 0 and --wait >= 0")
+    from spanet.serving.predict import format_table, read_all
+
+    inputs = read_all(args.files)  # an unreadable file fails here, before any network
+    from spanet.serving.client import ServingClient, ServingRequestError
+    from spanet.serving.config import ClientConfig, TLSConfig
+
+    tls = None
+    if args.tls_root_certs or args.tls_cert:
+        tls = TLSConfig(root_certs=args.tls_root_certs, cert_chain=args.tls_cert, private_key=args.tls_key,
+                        server_name_override=args.tls_server_name)
+    config = ClientConfig(target=args.server, model_name=args.model_name, model_version=args.model_version,
+                          signature_name=args.signature, timeout_s=args.timeout, batch_size=args.batch_size, tls=tls)
+    with ServingClient(config) as client:
+        client.wait_until_ready(timeout_s=args.wait)
+        try:
+            predictions = client.predict_images([item.image for item in inputs])
+        except ServingRequestError as exc:
+            raise ValueError(f"the server refused the request: {' '.join(str(exc).split())}") from None
+    print(format_table([(item.ref, p) for item, p in zip(inputs, predictions)]))
+    return 0
+
+
 #: The registered subcommands, in help order.
-_SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [_add_generate]
+_SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [_add_generate, _add_serve, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,127 @@
+"""The ``spanet predict`` work: files -> encoded inputs (one per image or wafer map) -> a table.
+
+Images (.png / .jpg / .jpeg) are sent as they are, after a local decode check so that an unreadable
+file is named here rather than answered by the server. Wafer-map files go through the project's
+loaders and the grey-level convention: a MixedWM38 ``.npz``, a SEMI G85 file (.g85 / .xml / .map)
+or a WM-811K pickle (.pkl / .pickle); such a file can hold many maps, one table row each
+(``file#index``). Labels in those files are not needed and not used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, List, Sequence, Tuple
+
+from spanet.serving.client import Prediction
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+NPZ_EXTENSIONS = (".npz",)
+G85_EXTENSIONS = (".g85", ".xml", ".map")
+WM811K_EXTENSIONS = (".pkl", ".pickle")
+TABLE_COLUMNS = ("file", "class", "confidence", "defective")
+
+
+class InputFileError(ValueError):
+    """A file given to ``spanet predict`` cannot be read; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class PredictInput:
+    """One row to predict: where it came from, and the encoded image to send."""
+
+    ref: str
+    image: bytes
+
+
+def _die_maps_to_inputs(path: str, die_maps: Iterable) -> List[PredictInput]:
+    from spanet.data.convention import die_map_to_image
+    from spanet.data.imageio import encode_png
+
+    inputs = []
+    for i, die_map in enumerate(die_maps):
+        try:
+            inputs.append(PredictInput(f"{path}#{i}", encode_png(die_map_to_image(die_map))))
+        except ValueError as exc:
+            raise InputFileError(f"{path}: wafer map {i}: {exc}") from None
+    if not inputs:
+        raise InputFileError(f"{path}: holds no wafer map")
+    return inputs
+
+
+def _read_image(path: str) -> List[PredictInput]:
+    from spanet.data.imageio import decode_image
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        decode_image(data)
+    except ValueError as exc:
+        raise InputFileError(f"{path}: not a readable PNG/JPEG image ({exc})") from None
+    return [PredictInput(path, data)]
+
+
+def _read_npz(path: str) -> List[PredictInput]:
+    from spanet.data.formats.mixedwm38 import MAPS_KEY, load_npz
+
+    return _die_maps_to_inputs(path, load_npz(path)[MAPS_KEY])
+
+
+def _read_g85(path: str) -> List[PredictInput]:
+    from spanet.data.formats.g85 import parse_g85
+
+    with open(path, "r", encoding="utf-8", errors="strict") as fh:
+        maps = parse_g85(fh.read())
+    return _die_maps_to_inputs(path, (m.die_map for m in maps))
+
+
+def _read_wm811k(path: str) -> List[PredictInput]:
+    import numpy as np
+
+    from spanet.data.formats.wm811k import load_wm811k
+
+    frame = load_wm811k(path)
+    if "waferMap" not in frame.columns:
+        raise InputFileError(f"{path}: no 'waferMap' column (found {list(frame.columns)[:10]})")
+    return _die_maps_to_inputs(path, (np.asarray(m) for m in frame["waferMap"]))
+
+
+_READERS = (
+    (IMAGE_EXTENSIONS, _read_image),
+    (NPZ_EXTENSIONS, _read_npz),
+    (G85_EXTENSIONS, _read_g85),
+    (WM811K_EXTENSIONS, _read_wm811k),
+)
+
+
+def read_inputs(path: str) -> List[PredictInput]:
+    """The inputs of one file (one per image or wafer map); InputFileError naming the file otherwise."""
+    if not os.path.isfile(path):
+        raise InputFileError(f"{path}: no such file")
+    lower = path.lower()
+    for extensions, reader in _READERS:
+        if lower.endswith(extensions):
+            try:
+                return reader(path)
+            except InputFileError:
+                raise
+            except Exception as exc:  # corrupt archives, bad pickles, G85 syntax, permissions...
+                raise InputFileError(f"{path}: cannot read it ({type(exc).__name__}: {exc})") from None
+    known = ", ".join(e for exts, _ in _READERS for e in exts)
+    raise InputFileError(f"{path}: unsupported file type (expected one of {known})")
+
+
+def read_all(paths: Sequence[str]) -> List[PredictInput]:
+    """All inputs of `paths` in order; the first unreadable file raises InputFileError."""
+    return [item for path in paths for item in read_inputs(path)]
+
+
+def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
+    """A plain-text table: file, class, confidence (probability of that class), defective (with score)."""
+    body = [
+        (ref, p.class_name, f"{p.confidence:.4f}", f"{'yes' if p.defective else 'no'} ({p.defect_score:.2f})")
+        for ref, p in rows
+    ]
+    widths = [max(len(str(r[i])) for r in [TABLE_COLUMNS, *body]) for i in range(len(TABLE_COLUMNS))]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(TABLE_COLUMNS), line(["-" * w for w in widths]), *(line(r) for r in body)])
