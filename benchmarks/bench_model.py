@@ -22,7 +22,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Callable, Dict, List, Optional  # noqa: E402
@@ -110,7 +112,7 @@ def measure(variant: Variant, input_shape, batch: int, steps: int, repeats: int)
                 model.predict(x, batch_size=batch, verbose=0)
         predict = _median_rate(len(x), infer, repeats)
         keras.mixed_precision.set_global_policy("float32")
-        flops = flops_per_image(variant.build(), input_shape) if not variant.bfloat16 else float("nan")
+        flops = flops_per_image(variant.build(), input_shape)  # counted in float32 for every variant
         return {"params": model.count_params(), "flops": flops, "train": train, "predict": predict}
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -150,33 +152,52 @@ def cpu_peak_gflops() -> Optional[float]:
         return None
 
 
+def all_variants(num_classes: int, input_shape, quick: bool) -> List[Variant]:
+    return spanet_variants(num_classes, input_shape) + ([] if quick else baseline_variants(num_classes, input_shape))
+
+
+def run_variant_in_subprocess(index: int, args: argparse.Namespace, repeats: int) -> Dict[str, float]:
+    """Measures one variant in a fresh process; returns its results or {"error": ...}."""
+    command = [sys.executable, os.path.abspath(__file__), "--variant", str(index), "--batch", str(args.batch),
+               "--steps", str(args.steps), "--repeats", str(repeats)] + (["--quick"] if args.quick else [])
+    completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in reversed(completed.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit code {completed.returncode}: {tail[:80]}"}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=16, help="batches per timed pass")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="3 repeats, SP&A-Net variants only")
+    parser.add_argument("--variant", type=int, help=argparse.SUPPRESS)  # internal: measure one variant, print JSON
     args = parser.parse_args(argv)
     input_shape, num_classes = (64, 64, 1), 9
-    repeats = 3 if args.quick else args.repeats
-    variants = spanet_variants(num_classes, input_shape) + ([] if args.quick else baseline_variants(num_classes, input_shape))
+    repeats = 3 if args.quick and args.variant is None else args.repeats
+    variants = all_variants(num_classes, input_shape, args.quick)
+    if args.variant is not None:
+        print(json.dumps(measure(variants[args.variant], input_shape, args.batch, args.steps, repeats)))
+        return 0
 
     peak = cpu_peak_gflops()
     print(f"CPU: {os.cpu_count()} cores, FP32 peak ~{peak:.0f} GFLOP/s" if peak else f"CPU: {os.cpu_count()} cores")
-    print(f"input {input_shape}, batch {args.batch}, {args.steps} batches per pass, median of {repeats}\n")
+    print(f"input {input_shape}, batch {args.batch}, {args.steps} batches per pass, median of {repeats}, one process per row\n")
     header = f"{'model':<52} {'params':>10} {'MFLOP/img':>10} {'train img/s':>12} {'infer img/s':>12} {'infer GFLOP/s':>14}"
     print(header)
-    print("-" * len(header))
-    for variant in variants:
-        try:
-            r = measure(variant, input_shape, args.batch, args.steps, repeats)
-        except Exception as error:  # a variant that cannot run here is reported, not fatal
-            print(f"{variant.name:<52} failed: {type(error).__name__}: {str(error).splitlines()[0][:60]}")
+    print("-" * len(header), flush=True)
+    for index, variant in enumerate(variants):
+        r = run_variant_in_subprocess(index, args, repeats)
+        if "error" in r:
+            print(f"{variant.name:<52} failed: {r['error']}", flush=True)
             continue
         variant.results = r
         gflops = r["flops"] * r["predict"] / 1e9 if np.isfinite(r["flops"]) else float("nan")
-        print(f"{variant.name:<52} {r['params']:>10,} {r['flops'] / 1e6:>10.1f} {r['train']:>12.0f} {r['predict']:>12.0f} {gflops:>14.1f}",
-              flush=True)
+        print(f"{variant.name:<52} {r['params']:>10,} {r['flops'] / 1e6:>10.1f} {r['train']:>12.0f} "
+              f"{r['predict']:>12.0f} {gflops:>14.1f}", flush=True)
     base = variants[0].results
     if base:
         print("\nAgainst the published-code behaviour in this run:")
@@ -184,6 +205,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if variant.results:
                 print(f"  {variant.name.strip():<50} train x{variant.results['train'] / base['train']:.2f}, "
                       f"inference x{variant.results['predict'] / base['predict']:.2f}")
+        if peak:
+            best = max((v.results.get("predict", 0) * v.results.get("flops", 0) for v in variants[1:6] if v.results), default=0)
+            print(f"  best inference arithmetic rate {best / 1e9:.1f} GFLOP/s = {100 * best / 1e9 / peak:.1f}% of the FP32 peak")
     return 0
 
 

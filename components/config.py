@@ -68,6 +68,8 @@ class TrainingConfig:
     final_learning_rate: float = 1e-4
     warmup_epochs: int = 1
     weight_decay: float = 5e-4
+    # Training steps per call into the graph: fewer Python round trips (benchmarks/bench_model.py).
+    steps_per_execution: int = 8
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 20
     epochs: int = 20

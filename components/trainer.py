@@ -78,8 +78,13 @@ def make_dataset(
     training: bool,
     weights: np.ndarray,
     config: TrainingConfig,
+    example_count: int,
 ) -> tf.data.Dataset:
-    """(image, label, sample weight) batches from Transform's gzipped tf.Examples, cached in memory."""
+    """(image, label, sample weight) batches from Transform's gzipped tf.Examples, cached in memory.
+
+    Training data repeats forever; evaluation data declares its number of batches, which Keras
+    needs to evaluate with ``steps_per_execution > 1``.
+    """
     spec = {IMAGE_XF: feature_spec[IMAGE_XF], LABEL_XF: feature_spec[LABEL_XF]}
     table = tf.constant(weights)
     dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
@@ -88,6 +93,8 @@ def make_dataset(
     if training:
         dataset = dataset.shuffle(4096, seed=config.seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size)
+    if not training:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(example_count / batch_size)))
 
     def to_inputs(example):
         images, labels = example[IMAGE_XF], example[LABEL_XF]
@@ -145,8 +152,10 @@ def run_fn(fn_args) -> None:
                  class_names, len(train_labels), len(eval_labels), np.round(weights, 2).tolist())
 
     feature_spec = tft_output.transformed_feature_spec()
-    train = make_dataset(fn_args.train_files, feature_spec, config.batch_size, True, weights, config)
-    evaluation = make_dataset(fn_args.eval_files, feature_spec, config.batch_size, False, np.ones(num_classes, np.float32), config)
+    train = make_dataset(fn_args.train_files, feature_spec, config.batch_size, True, weights, config, len(train_labels))
+    evaluation = make_dataset(
+        fn_args.eval_files, feature_spec, config.batch_size, False, np.ones(num_classes, np.float32), config, len(eval_labels)
+    )
 
     steps_per_epoch = max(1, math.ceil(len(train_labels) / config.batch_size))
     epochs = config.epochs
@@ -161,6 +170,7 @@ def run_fn(fn_args) -> None:
         optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
         loss=CircleLoss(config.gamma, config.margin),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=config.steps_per_execution,
     )
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     # BN statistics trail the weights on small data; re-estimate them before every validation so
