@@ -23,7 +23,7 @@ import tensorflow_transform as tft  # noqa: E402
 from absl import logging  # noqa: E402
 
 from components.config import IMAGE_XF, LABEL_VOCABULARY, LABEL_XF, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
-from components.operating_point import choose_threshold  # noqa: E402
+from components.operating_point import OperatingPoint, choose_threshold  # noqa: E402
 from components.serving import ServingModel, export_serving_model  # noqa: E402
 from components.warmup import WARMUP_FILE, warmup_file_bytes  # noqa: E402
 from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  # noqa: E402
@@ -127,6 +127,74 @@ def cosine_logits(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndar
     return np.concatenate(cosines), np.concatenate(labels)
 
 
+def class_names_and_normal_id(tft_output: tft.TFTransformOutput, image: ImageConfig) -> Tuple[List[str], int]:
+    """The class names in id order (Transform's label vocabulary) and the normal class's id."""
+    names = [c.decode() if isinstance(c, bytes) else c for c in tft_output.vocabulary_by_name(LABEL_VOCABULARY)]
+    if len(names) < 2:
+        raise ValueError(f"training needs at least 2 classes; the data has {names}")
+    if image.normal_class not in names:
+        raise ValueError(
+            f"the normal class {image.normal_class!r} is not among the training labels {names}: "
+            "defect recall needs normal wafers (set the normal class in the pipeline config)"
+        )
+    return names, names.index(image.normal_class)
+
+
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    config: TrainingConfig,
+    run_dir: str,
+    steps_per_epoch: int,
+    epochs: int,
+) -> keras.callbacks.History:
+    """Compiles and trains with Circle Loss; logs to TensorBoard and CSV in ``run_dir``; stops early on eval."""
+    rate, schedule_callbacks = make_learning_rate(
+        config.schedule, config.learning_rate, config.final_learning_rate,
+        total_steps=epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
+    )
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
+        loss=CircleLoss(config.gamma, config.margin),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=config.steps_per_execution,
+    )
+    tf.io.gfile.makedirs(run_dir)
+    # BN statistics trail the weights on small data; re-estimate them before every validation so
+    # early stopping, the logs and the exported model all see true inference-mode behaviour.
+    precise_validation = PreciseBatchNormValidation(
+        train.map(lambda images, labels, weights: images), evaluation, config.batchnorm_recalibration_batches
+    )
+    callbacks = [precise_validation] + schedule_callbacks + [
+        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_CSV)),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+    ]
+    # EarlyStopping restores the best epoch's weights with their recalibrated statistics; without an
+    # early stop, the last epoch's statistics were recalibrated at its end.
+    return model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
+
+
+def calibrate(
+    model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, config: TrainingConfig
+) -> Tuple[float, OperatingPoint, Dict[str, float]]:
+    """Temperature for calibrated probabilities, the defect flag's operating point, and eval quality."""
+    cosines, labels = cosine_logits(model, evaluation)
+    scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
+    probabilities = softmax_probabilities(cosines, scale)
+    point = choose_threshold(
+        probabilities[:, normal_id], labels != normal_id, config.target_defect_recall, config.max_normal_threshold
+    )
+    quality = {
+        "eval_accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
+        "eval_calibration_error": expected_calibration_error(probabilities, labels),
+    }
+    return scale, point, quality
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (``run_fn='components.trainer.run_fn'``)."""
     module_config = ModuleConfig.from_custom_config(fn_args.custom_config)
@@ -134,17 +202,8 @@ def run_fn(fn_args) -> None:
     tf.keras.utils.set_random_seed(config.seed)
 
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    class_names = [c.decode() if isinstance(c, bytes) else c for c in tft_output.vocabulary_by_name(LABEL_VOCABULARY)]
-    if image.normal_class not in class_names:
-        raise ValueError(
-            f"the normal class {image.normal_class!r} is not among the training labels {class_names}: "
-            "defect recall needs normal wafers (set the normal class in the pipeline config)"
-        )
-    normal_id = class_names.index(image.normal_class)
+    class_names, normal_id = class_names_and_normal_id(tft_output, image)
     num_classes = len(class_names)
-    if num_classes < 2:
-        raise ValueError(f"training needs at least 2 classes; the data has {class_names}")
-
     train_labels = read_labels(fn_args.train_files)
     eval_labels = read_labels(fn_args.eval_files)
     weights = class_weights(train_labels, num_classes, config)
@@ -156,45 +215,21 @@ def run_fn(fn_args) -> None:
     evaluation = make_dataset(
         fn_args.eval_files, feature_spec, config.batch_size, False, np.ones(num_classes, np.float32), config, len(eval_labels)
     )
-
     steps_per_epoch = max(1, math.ceil(len(train_labels) / config.batch_size))
     epochs = config.epochs
     if fn_args.train_steps:  # TrainArgs(num_steps=...) caps the total
         epochs = max(1, min(epochs, math.ceil(fn_args.train_steps / steps_per_epoch)))
-    rate, schedule_callbacks = make_learning_rate(
-        config.schedule, config.learning_rate, config.final_learning_rate,
-        total_steps=epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
-    )
-    model = build_classifier(num_classes, image, config)
-    model.compile(
-        optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
-        loss=CircleLoss(config.gamma, config.margin),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        steps_per_execution=config.steps_per_execution,
-    )
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    # BN statistics trail the weights on small data; re-estimate them before every validation so
-    # early stopping, the logs and the exported model all see true inference-mode behaviour.
-    precise_validation = PreciseBatchNormValidation(
-        train.map(lambda images, labels, weights: images), evaluation, config.batchnorm_recalibration_batches
-    )
-    callbacks = [precise_validation] + schedule_callbacks + [
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        keras.callbacks.CSVLogger(os.path.join(fn_args.model_run_dir, HISTORY_CSV)),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
-    ]
-    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
-    # EarlyStopping restored the best epoch's weights and their recalibrated statistics; if it did
-    # not stop, the last epoch's statistics were recalibrated at its end.
 
-    cosines, labels = cosine_logits(model, evaluation)
-    scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
-    probabilities = softmax_probabilities(cosines, scale)
-    point = choose_threshold(
-        probabilities[:, normal_id], labels != normal_id, config.target_defect_recall, config.max_normal_threshold
-    )
+    model = build_classifier(num_classes, image, config)
+    history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs)
+    scale, point, quality = calibrate(model, evaluation, normal_id, config)
+    logging.info("operating point on eval: %s", json.dumps(point.to_dict()))
+    if not point.target_reached:
+        logging.warning(
+            "defect recall %.4f on eval is below the target %.4f even at the ceiling threshold %.2f: "
+            "the Evaluator will not bless this model", point.defect_recall, config.target_defect_recall, point.threshold,
+        )
+
     summary = {
         "class_names": class_names,
         "normal_class": image.normal_class,
@@ -203,19 +238,11 @@ def run_fn(fn_args) -> None:
         "eval_examples": int(len(eval_labels)),
         "class_weights": weights.tolist(),
         "probability_scale": scale,
-        "eval_accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
-        "eval_calibration_error": expected_calibration_error(probabilities, labels),
+        **quality,
         "operating_point": point.to_dict(),
         "parameters": int(model.count_params()),
         "training": module_config.to_custom_config()["training"],
     }
-    logging.info("operating point on eval: %s", json.dumps(summary["operating_point"]))
-    if not point.target_reached:
-        logging.warning(
-            "defect recall %.4f on eval is below the target %.4f even at the ceiling threshold %.2f: "
-            "the Evaluator will not bless this model", point.defect_recall, config.target_defect_recall, point.threshold,
-        )
-
     summary_json = json.dumps(summary, indent=2).encode()
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
