@@ -68,8 +68,9 @@ class TrainingConfig:
     final_learning_rate: float = 1e-4
     warmup_epochs: int = 1
     weight_decay: float = 5e-4
-    # Training steps per call into the graph: fewer Python round trips (benchmarks/bench_model.py).
-    steps_per_execution: int = 8
+    # Training steps per call into the graph. Measured (benchmarks/bench_model.py, 2 cores): 16 halves
+    # SP&A-Net's training speed (199 -> 100 img/s; the steps run inside a while loop), so 1.
+    steps_per_execution: int = 1
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 20
     epochs: int = 20
