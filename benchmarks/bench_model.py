@@ -137,8 +137,8 @@ def spanet_variants(num_classes: int, input_shape) -> List[Variant]:
 
 def baseline_variants(num_classes: int, input_shape) -> List[Variant]:
     names = ["ghostnet", "mobilenet_v2", "mobilenet_v3", "resnet50_gc"]
-    return [Variant(name, (lambda n=name: build_model(n, num_classes=num_classes, input_shape=input_shape)),
-                    steps_per_execution=16) for name in names]
+    return [Variant(name, (lambda n=name: build_model(n, num_classes=num_classes, input_shape=input_shape)))
+            for name in names]
 
 
 def cpu_peak_gflops() -> Optional[float]:
