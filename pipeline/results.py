@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.report.artifacts import REPORT_HTML, EvaluationReport
 from components.trainer import TRAINING_SUMMARY_JSON
 
 
@@ -50,8 +51,15 @@ class RunResults:
     quarantine_uri: Optional[str] = None
     anomalies_uri: Optional[str] = None
     trainer_run_dir: Optional[str] = None
+    #: The EvaluationReporter's folder (report.html, images/, report.json).
+    report_uri: Optional[str] = None
     training_summary: Dict[str, Any] = field(default_factory=dict)
     component_seconds: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def report_path(self) -> Optional[str]:
+        """The run report's HTML page, or None when the run wrote none."""
+        return os.path.join(self.report_uri, REPORT_HTML) if self.report_uri else None
 
 
 def component_durations(store: metadata_store.MetadataStore, since_ms: int = 0) -> Dict[str, float]:
@@ -84,6 +92,7 @@ def read_results(metadata_path: str, since_ms: int = 0) -> RunResults:
         quarantine_uri=getattr(_latest(store, "spanet.WaferQuarantineReport"), "uri", None),
         anomalies_uri=getattr(_latest(store, "ExampleAnomalies", "ExampleValidator"), "uri", None),
         trainer_run_dir=run.uri if run else None,
+        report_uri=getattr(_latest(store, EvaluationReport.TYPE_NAME), "uri", None),
         component_seconds=component_durations(store, since_ms),
     )
     if run is not None:

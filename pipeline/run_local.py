@@ -144,6 +144,8 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
         with open(os.path.join(config.output_root, "evaluation_summary.json"), "w", encoding="utf-8") as handle:
             json.dump(evaluation, handle, indent=2)
     print(f"Blessed: {results.blessed}.  Pushed: {results.pushed}" + (f" -> {results.pushed_path}" if results.pushed else ""))
+    if results.report_path:
+        print(f"Run report: {os.path.abspath(results.report_path)}")
     print(f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
           f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}")
     return 0

@@ -2,7 +2,8 @@
 
 WaferExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
 -> SchemaAnomalyGate -> Transform -> Trainer -> Resolver (latest blessed model)
--> Evaluator (defect-recall gate on the test split) -> Pusher (TF Serving layout).
+-> Evaluator (defect-recall gate on the test split) -> EvaluationReporter (report.html)
+-> Pusher (TF Serving layout).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tfx import v1 as tfx  # noqa: E402
 import schemas  # noqa: E402
 from components.anomaly_gate import SchemaAnomalyGate  # noqa: E402
 from components.evaluation import build_eval_config  # noqa: E402
+from components.report.component import EvaluationReporter  # noqa: E402
 from components.wafer_example_gen import WaferExampleGen  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
@@ -76,6 +78,17 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         schema=schema_gen.outputs["schema"],
     )
 
+    report = EvaluationReporter(
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        quarantine=example_gen.outputs["quarantine"],
+        min_defect_recall=config.gate_config.min_defect_recall,
+        max_false_alarm_rate=config.gate_config.max_false_alarm_rate,
+    )
+
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -85,7 +98,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
     )
     return [
         example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-        transform, trainer, model_resolver, evaluator, pusher,
+        transform, trainer, model_resolver, evaluator, report, pusher,
     ]
 
 

@@ -1,0 +1,58 @@
+"""EvaluationReporter: after the Evaluator, writes the run's HTML report as an artifact with lineage.
+
+Inputs are the Trainer's model and run folder, the Evaluator's evaluation and blessing, and
+ExampleGen's examples and quarantine summary; the output is an :class:`EvaluationReport`.
+"""
+
+# No `from __future__ import annotations` here: TFX reads this module's type hints as objects.
+
+import json
+import os
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+
+from components.report.artifacts import REPORT_JSON, EvaluationReport
+from components.report.collect import collect_report_data, report_numbers
+from components.report.data import GatePolicy
+from components.report.render import render_report
+from components.wafer_example_gen.artifacts import WaferQuarantineReport
+
+
+@component
+def EvaluationReporter(
+    model: InputArtifact[standard_artifacts.Model],
+    model_run: InputArtifact[standard_artifacts.ModelRun],
+    evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    examples: InputArtifact[standard_artifacts.Examples],
+    quarantine: InputArtifact[WaferQuarantineReport],
+    report: OutputArtifact[EvaluationReport],
+    min_defect_recall: Parameter[float] = 0.99,
+    max_false_alarm_rate: Parameter[float] = 0.10,
+    test_split: Parameter[str] = "test",
+    gallery_size: Parameter[int] = 24,
+) -> None:
+    """Writes report.html (confusion matrix, class metrics, gate, threshold, curves, gallery, data)."""
+    blessed = bool(blessing.get_int_custom_property("blessed")) if blessing.has_custom_property("blessed") else None
+    data = collect_report_data(
+        model_dir=path_utils.serving_model_path(model.uri),
+        model_run_dir=model_run.uri,
+        evaluation_uri=evaluation.uri,
+        examples_uri=examples.uri,
+        quarantine_uri=quarantine.uri,
+        blessed=blessed,
+        gate=GatePolicy(min_defect_recall=min_defect_recall, max_false_alarm_rate=max_false_alarm_rate),
+        test_split=test_split,
+        gallery_size=gallery_size,
+    )
+    path = render_report(data, report.uri)
+    with open(os.path.join(report.uri, REPORT_JSON), "w", encoding="utf-8") as handle:
+        json.dump(report_numbers(data), handle, indent=2, default=float)
+    report.set_string_custom_property("report_html", path)
+    if blessed is not None:
+        report.set_int_custom_property("blessed", int(blessed))
+    if data.evaluation.get("defect_recall") is not None:
+        report.set_float_custom_property("defect_recall", float(data.evaluation["defect_recall"]))

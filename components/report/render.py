@@ -1,0 +1,380 @@
+"""Plots and the HTML page of a run report, from plain data (no TFX): ``render_report(data, out_dir)``.
+
+The page is self-contained: every plot is also written as a PNG beside ``report.html`` and
+embedded in it as a base64 data URI, so the HTML alone opens offline (and can be mailed),
+while the PNGs stay reusable. Experiments reuse the plotting helpers (``new_axes``, ``save_figure``).
+"""
+
+import base64
+import html
+import math
+import os
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on build machines
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+from components.report.data import REPORT_HTML, GalleryItem, ReportData  # noqa: E402
+
+#: File names inside a report folder.
+IMAGES_DIR = "images"
+#: Metric keys of ``summarize_evaluation``'s slices.
+DEFECT_RECALL_KEY = "defect_score/defect_recall"
+FALSE_ALARM_KEY = "defect_score/false_alarm_rate"
+EXAMPLE_COUNT_KEY = "probabilities/example_count"
+#: Pixels per die in the gallery (wafer maps are one pixel per die).
+GALLERY_PIXELS = 112
+PLOT_DPI = 110
+
+
+def new_axes(width: float = 6.0, height: float = 4.0, ncols: int = 1) -> Tuple[plt.Figure, Any]:
+    """A figure with ``ncols`` axes side by side (one Axes when ncols is 1)."""
+    figure, axes = plt.subplots(1, ncols, figsize=(width, height))
+    return figure, axes
+
+
+def save_figure(figure: plt.Figure, path: str) -> str:
+    """Writes the figure as a PNG and closes it; returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str,
+                          title: str = "Confusion matrix (test split)") -> str:
+    """Counts per (true, predicted) class, shaded by the share of each true class."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape, float), where=rows > 0)
+    size = 2.0 + 0.55 * len(class_names)
+    figure, axes = new_axes(size + 1.0, size)
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            if counts[i, j]:
+                axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                          color="white" if shares[i, j] > 0.6 else "black")
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(class_names)), class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, fraction=0.046, label="share of the true class")
+    return save_figure(figure, path)
+
+
+def plot_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: str) -> str:
+    """Precision, recall and F1 per class, as grouped bars."""
+    names = list(per_class)
+    x = np.arange(len(names))
+    figure, axes = new_axes(max(6.0, 0.8 * len(names) + 2), 4.0)
+    for offset, metric in zip((-0.27, 0.0, 0.27), ("precision", "recall", "f1")):
+        axes.bar(x + offset, [per_class[n][metric] for n in names], width=0.27, label=metric)
+    axes.set_xticks(x, names, rotation=45, ha="right")
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("test split")
+    axes.set_title("Per-class precision, recall and F1")
+    axes.legend(loc="lower right", fontsize=8)
+    return save_figure(figure, path)
+
+
+def plot_training_curves(history: Mapping[str, Sequence[float]], path: str) -> str:
+    """Loss and accuracy per epoch (train and eval split), plus the learning rate when logged."""
+    epochs = list(history.get("epoch", range(len(next(iter(history.values()), [])))))
+    panels = [("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy"))]
+    if "lr" in history or "learning_rate" in history:
+        panels.append(("learning rate", ("lr", "learning_rate")))
+    figure, axes = new_axes(4.2 * len(panels), 3.5, ncols=len(panels))
+    for axis, (title, keys) in zip(np.atleast_1d(axes), panels):
+        for key in keys:
+            if key in history:
+                label = {"loss": "train", "accuracy": "train", "val_loss": "eval", "val_accuracy": "eval"}.get(key, key)
+                axis.plot(epochs, history[key], marker="o", markersize=3, label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        if title == "loss":
+            axis.set_yscale("log")
+        if title != "learning rate":
+            axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def plot_class_balance(per_split_and_class: Mapping[str, Mapping[str, int]], class_names: Sequence[str], path: str) -> str:
+    """Examples per class, stacked by split."""
+    splits = list(per_split_and_class)
+    names = list(class_names) + sorted({c for s in splits for c in per_split_and_class[s]} - set(class_names))
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    figure, axes = new_axes(max(6.0, 0.8 * len(names) + 2), 4.0)
+    for split in splits:
+        values = np.array([per_split_and_class[split].get(n, 0) for n in names], dtype=float)
+        axes.bar(x, values, bottom=bottom, label=f"{split} ({int(values.sum())})")
+        bottom += values
+    axes.set_xticks(x, names, rotation=45, ha="right")
+    axes.set_ylabel("examples")
+    axes.set_title("Class balance by split")
+    axes.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def plot_slice_recall(recalls: Sequence[Tuple[str, float]], threshold: float, path: str) -> str:
+    """Defect recall per slice against the gate's threshold (bars below it in red)."""
+    names = [name for name, _ in recalls]
+    values = [value for _, value in recalls]
+    figure, axes = new_axes(7.0, 0.9 + 0.35 * max(1, len(names)))
+    colours = ["tab:green" if v >= threshold else "tab:red" for v in values]
+    axes.barh(range(len(names)), values, color=colours)
+    axes.axvline(threshold, color="black", linestyle="--", label=f"gate {threshold:g}")
+    axes.set_yticks(range(len(names)), names)
+    axes.invert_yaxis()
+    low = min([threshold] + values)
+    axes.set_xlim(max(0.0, low - 0.05), 1.0)
+    axes.set_xlabel("defect recall (test split)")
+    axes.legend(fontsize=8, loc="lower left")
+    return save_figure(figure, path)
+
+
+def save_wafer_image(image: np.ndarray, path: str, pixels: int = GALLERY_PIXELS) -> str:
+    """A wafer map / image as a PNG, enlarged with nearest-neighbour so each die stays a crisp square."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    scale = max(1, int(round(pixels / max(picture.size))))
+    picture.resize((picture.size[0] * scale, picture.size[1] * scale), Image.NEAREST).save(path)
+    return path
+
+
+def _data_uri(path: str) -> str:
+    with open(path, "rb") as handle:
+        return "data:image/png;base64," + base64.b64encode(handle.read()).decode("ascii")
+
+
+def _img(path: str, out_dir: str, alt: str, embed: bool) -> str:
+    source = _data_uri(path) if embed else os.path.relpath(path, out_dir).replace(os.sep, "/")
+    return f'<img src="{html.escape(source)}" alt="{html.escape(alt)}">'
+
+
+def fmt(value: Optional[float], digits: int = 4) -> str:
+    """A metric as the report prints it (4 decimals; n/a for a missing or NaN value)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str,
+           row_keys: Optional[Sequence[str]] = None, key_name: str = "key") -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)  # headers are HTML (callers escape names)
+    body = []
+    for index, row in enumerate(rows):
+        attribute = f' data-{key_name}="{html.escape(row_keys[index])}"' if row_keys else ""
+        body.append(f"<tr{attribute}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def slice_recalls(slices: Mapping[str, Mapping[str, float]]) -> List[Tuple[str, float, int]]:
+    """(slice, defect recall, examples) for every slice where defect recall is defined; overall first."""
+    found = []
+    for name, metrics in slices.items():
+        value = metrics.get(DEFECT_RECALL_KEY)
+        if value is not None and not math.isnan(value):
+            found.append((name, float(value), int(metrics.get(EXAMPLE_COUNT_KEY, 0) or 0)))
+    return sorted(found, key=lambda item: (item[0] != "overall", item[0]))
+
+
+def _gallery_html(items: Sequence[GalleryItem], total: int, out_dir: str, embed: bool) -> str:
+    if not items:
+        return "<p>No test wafer was misclassified.</p>"
+    cells = []
+    for index, item in enumerate(items):
+        path = save_wafer_image(item.image, os.path.join(out_dir, IMAGES_DIR, "gallery", f"wafer_{index:03d}.png"))
+        tag = f'<span class="tag">{html.escape(item.kind)}</span><br>' if item.kind else ""
+        cells.append(
+            f'<figure class="wafer" data-true="{html.escape(item.true_class)}" data-predicted="{html.escape(item.predicted_class)}">'
+            f"{_img(path, out_dir, f'{item.true_class} predicted as {item.predicted_class}', embed)}"
+            f"<figcaption>{tag}true <b>{html.escape(item.true_class)}</b><br>predicted <b>{html.escape(item.predicted_class)}</b> "
+            f"({item.confidence:.2f})<br>defect score {item.defect_score:.2f}<br><small>{html.escape(item.ref)}</small></figcaption></figure>"
+        )
+    shown = f"{len(items)} of {total}" if total > len(items) else f"all {total}"
+    return (f"<p>Showing {shown} misclassified test wafers (missed defects first, then false alarms, "
+            f"then wrong patterns). The number under the class is the model's probability for it.</p>"
+            f'<div class="gallery">{"".join(cells)}</div>')
+
+
+STYLE = """
+body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}
+.pass{color:#060;font-weight:bold}.fail{color:#b00;font-weight:bold}
+.verdict{font-size:1.3em;padding:0.5em 1em;display:inline-block;border:2px solid}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}
+figure.wafer{margin:0;width:150px;font-size:12px;text-align:center}
+figure.wafer img{image-rendering:pixelated;border:1px solid #999}
+.tag{color:#b00;font-weight:bold}
+img{max-width:100%}
+"""
+
+
+#: Marks each image loaded or not once the page has loaded, and warns on the page about a broken
+#: one (no network involved: it only reads the images' own state). Tests read the marks.
+IMAGE_CHECK = """<script>window.addEventListener('load', function () {
+  var broken = 0;
+  document.querySelectorAll('img').forEach(function (img) {
+    var ok = img.complete && img.naturalWidth > 0;
+    img.setAttribute('data-loaded', ok ? 'true' : 'false');
+    if (!ok) { broken += 1; }
+  });
+  if (broken) {
+    var note = document.createElement('p');
+    note.className = 'fail';
+    note.textContent = broken + ' image(s) of this report could not be loaded.';
+    document.body.insertBefore(note, document.body.firstChild);
+  }
+});</script>"""
+
+
+def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> str:
+    """Writes ``report.html`` and its PNGs under ``out_dir``; returns the HTML's path."""
+    os.makedirs(os.path.join(out_dir, IMAGES_DIR), exist_ok=True)
+    evaluation = data.evaluation
+    classes = list(evaluation.get("class_names") or data.class_names)
+    gate = data.gate
+
+    def picture(name: str) -> str:
+        return os.path.join(out_dir, IMAGES_DIR, name)
+
+    def image_tag(path: str, alt: str) -> str:
+        return _img(path, out_dir, alt, embed_images)
+
+    parts = [f"<h1>{html.escape(data.title)}</h1>"]
+
+    # Verdict: blessing and the gate's metrics.
+    recall = evaluation.get("defect_recall")
+    false_alarms = evaluation.get("false_alarm_rate")
+    blessed_text = {True: "BLESSED", False: "NOT BLESSED", None: "unknown"}[data.blessed]
+    css = "pass" if data.blessed else "fail"
+    parts.append(f'<h2>Blessing</h2><p class="verdict {css}" id="blessing" data-blessed="{data.blessed}">{blessed_text}</p>')
+    gate_rows = [
+        ["defect recall (overall)", fmt(recall), f"&ge; {gate.min_defect_recall:g}",
+         _verdict(recall is not None and recall >= gate.min_defect_recall)],
+        ["false-alarm rate (overall)", fmt(false_alarms), f"&le; {gate.max_false_alarm_rate:g}",
+         _verdict(false_alarms is not None and false_alarms <= gate.max_false_alarm_rate)],
+        ["accuracy", fmt(evaluation.get("accuracy")), "", ""],
+        ["macro-F1", fmt(evaluation.get("macro_f1")), "", ""],
+    ]
+    parts.append(_table(["metric (test split)", "value", "gate", ""], gate_rows, "gate",
+                        ["defect_recall", "false_alarm_rate", "accuracy", "macro_f1"], "metric"))
+    failures = evaluation.get("validation_failures") or []
+    if failures:
+        parts.append("<p>The Evaluator's gate failures:</p><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in failures) + "</ul>")
+
+    point = data.operating_point
+    target = point.get("target_defect_recall", data.training_summary.get("training", {}).get("target_defect_recall"))
+    if point:
+        parts.append(
+            "<h2>Operating threshold</h2>"
+            f'<p id="operating-threshold" data-threshold="{point.get("threshold")}">A wafer is flagged defective when '
+            f"P({html.escape(data.normal_class)}) &lt; <b>{fmt(point.get('threshold'))}</b> "
+            f"(chosen by the Trainer on the eval split for defect recall {fmt(target)}: "
+            f"eval defect recall {fmt(point.get('defect_recall'))}, eval false-alarm rate {fmt(point.get('false_alarm_rate'))}). "
+            "The defect recall above applies this threshold; the class metrics below use the most probable class.</p>"
+        )
+
+    # Defect recall per slice.
+    recalls = slice_recalls(evaluation.get("slices", {}))
+    if recalls:
+        rows = [[html.escape(name), str(count), fmt(value), _verdict(value >= gate.min_defect_recall)] for name, value, count in recalls]
+        parts.append("<h2>Defect recall per slice</h2>")
+        parts.append(_table(["slice", "examples", "defect recall", f"&ge; {gate.min_defect_recall:g}"], rows,
+                            "defect-recall", [name for name, _, _ in recalls], "slice"))
+        parts.append(image_tag(plot_slice_recall([(n, v) for n, v, _ in recalls], gate.min_defect_recall,
+                                                 picture("defect_recall_slices.png")), "defect recall per slice"))
+
+    # Confusion matrix and class metrics.
+    matrix = evaluation.get("confusion_matrix") or [[0] * len(classes) for _ in classes]
+    parts.append("<h2>Confusion matrix</h2><p>Rows: true class; columns: predicted (most probable) class.</p>")
+    parts.append(_table(["true \\ predicted"] + [html.escape(c) for c in classes],
+                        [[html.escape(c)] + [str(int(v)) for v in row] for c, row in zip(classes, matrix)],
+                        "confusion-matrix", classes, "class"))
+    parts.append(image_tag(plot_confusion_matrix(matrix, classes, picture("confusion_matrix.png")), "confusion matrix"))
+    per_class = evaluation.get("per_class", {})
+    rows = [[html.escape(c), fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"]), str(m["support"])] for c, m in per_class.items()]
+    parts.append("<h2>Per-class precision, recall, F1</h2>")
+    parts.append(_table(["class", "precision", "recall", "F1", "support"], rows, "per-class", list(per_class), "class"))
+    if per_class:
+        parts.append(image_tag(plot_class_metrics(per_class, picture("class_metrics.png")), "per-class metrics"))
+
+    # Training.
+    summary = data.training_summary
+    parts.append("<h2>Training</h2>")
+    if summary:
+        training = summary.get("training", {})
+        facts = [("network", training.get("model")), ("width", training.get("width")), ("r", training.get("r")),
+                 ("parameters", f"{summary.get('parameters', 0):,}"), ("epochs run", summary.get("epochs_run")),
+                 ("train / eval examples", f"{summary.get('train_examples')} / {summary.get('eval_examples')}"),
+                 ("optimizer / schedule", f"{training.get('optimizer')} / {training.get('schedule')}"),
+                 ("probability scale", fmt(summary.get("probability_scale"), 3))]
+        parts.append(_table(["setting", "value"], [[k, html.escape(str(v))] for k, v in facts], "training"))
+    if data.history:
+        parts.append(image_tag(plot_training_curves(data.history, picture("training_curves.png")), "training curves"))
+    else:
+        parts.append("<p>No training history was logged.</p>")
+
+    # Gallery.
+    parts.append("<h2>Misclassified test wafers</h2>")
+    parts.append(_gallery_html(data.gallery, data.misclassified_total, out_dir, embed_images))
+    if data.gallery_confusion is not None:
+        same = np.array_equal(np.asarray(data.gallery_confusion), np.asarray(matrix))
+        parts.append(f'<p id="gallery-check" data-consistent="{same}">The gallery\'s predictions (the exported model\'s '
+                     f"<code>serving_examples</code> signature on the raw test split) "
+                     f"{'agree with' if same else '<b>differ from</b>'} the Evaluator's confusion matrix.</p>")
+
+    # Data.
+    data_summary = data.data_summary
+    per_split = data_summary.get("examples_per_split_and_class", {})
+    if per_split:
+        parts.append("<h2>Data: class balance and split sizes</h2>")
+        parts.append(f"<p>{html.escape(str(data_summary.get('data_path', '')))} ({html.escape(str(data_summary.get('data_format', '')))}); "
+                     "splits are by lot, so wafers of one lot never sit in two splits.</p>")
+        splits = list(per_split)
+        names = classes + sorted({c for s in splits for c in per_split[s]} - set(classes))
+        rows = [[html.escape(n)] + [str(per_split[s].get(n, 0)) for s in splits] + [str(sum(per_split[s].get(n, 0) for s in splits))] for n in names]
+        totals = data_summary.get("examples_per_split", {})
+        rows.append(["<b>total</b>"] + [str(totals.get(s, sum(per_split[s].values()))) for s in splits]
+                    + [str(data_summary.get("examples_total", ""))])
+        lots = data_summary.get("lots_per_split", {})
+        if lots:
+            rows.append(["lots"] + [str(lots.get(s, "")) for s in splits] + [str(sum(lots.values()))])
+        parts.append(_table(["class"] + [html.escape(s) for s in splits] + ["all"], rows, "class-balance", names + ["total"] + (["lots"] if lots else []), "class"))
+        parts.append(image_tag(plot_class_balance(per_split, classes, picture("class_balance.png")), "class balance"))
+        rejected = data_summary.get("rejected_total", {})
+        if rejected:
+            parts.append("<p>Records not ingested: " + ", ".join(f"{html.escape(k)} {v}" for k, v in rejected.items())
+                         + " (listed with reasons in the quarantine artifact's rejected.csv).</p>")
+
+    if data.sources:
+        parts.append("<h2>Sources</h2>" + _table(["artifact", "URI"], [[html.escape(k), html.escape(v)] for k, v in data.sources.items()], "sources"))
+
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(data.title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}{IMAGE_CHECK}</body></html>")
+    path = os.path.join(out_dir, REPORT_HTML)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return path
+
+
+def _verdict(ok: bool) -> str:
+    return '<span class="pass">pass</span>' if ok else '<span class="fail">fail</span>'
+
+
+__all__ = [
+    "REPORT_HTML", "render_report", "new_axes", "save_figure", "plot_confusion_matrix", "plot_class_metrics",
+    "plot_training_curves", "plot_class_balance", "plot_slice_recall", "save_wafer_image", "slice_recalls", "fmt",
+]

@@ -1,0 +1,221 @@
+"""The run report: rendered from hand-made data, and the real one of the tiny pipeline run.
+
+Checks that every class is there, that the numbers equal the Evaluator's, and that every image
+resolves (and loads in headless Chromium where Debian's ``chromium`` is installed).
+"""
+
+import base64
+import io
+import os
+from html.parser import HTMLParser
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.eval_summary import class_metrics_from_confusion
+from components.report.data import GalleryItem, GatePolicy, ReportData
+from components.report.render import render_report
+
+
+class ReportParser(HTMLParser):
+    """Collects every table (id -> {row key -> cell texts}), every <img> and every tag's attributes by id."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: Dict[str, Dict[str, List[str]]] = {}
+        self.images: List[Dict[str, Optional[str]]] = []
+        self.by_id: Dict[str, Dict[str, Optional[str]]] = {}
+        self._table: Optional[str] = None
+        self._row_key: Optional[str] = None
+        self._cells: Optional[List[str]] = None
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if "id" in attributes:
+            self.by_id[attributes["id"]] = attributes
+        if tag == "img":
+            self.images.append(attributes)
+        elif tag == "table":
+            self._table = attributes.get("id", "")
+            self.tables[self._table] = {}
+        elif tag == "tr" and self._table is not None:
+            self._row_key = next((v for k, v in attributes.items() if k.startswith("data-")), None)
+            self._cells = []
+        elif tag == "td" and self._cells is not None:
+            self._cells.append("")
+            self._in_cell = True
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._in_cell = False
+        elif tag == "tr" and self._cells is not None:
+            if self._cells and self._row_key is not None:
+                self.tables[self._table][self._row_key] = self._cells
+            self._cells = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._in_cell and self._cells:
+            self._cells[-1] += data
+
+
+def parse_report(text: str) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(text)
+    return parser
+
+
+CLASSES = ["Center", "Scratch", "none"]
+MATRIX = [[8, 1, 1], [0, 5, 2], [0, 1, 12]]
+
+
+def _data(blessed=False):
+    evaluation = {
+        "defect_recall": 0.8235294117647058, "false_alarm_rate": 0.07692307692307693, "class_names": CLASSES,
+        "confusion_matrix": MATRIX, **class_metrics_from_confusion(np.array(MATRIX), CLASSES),
+        "slices": {"overall": {"defect_score/defect_recall": 0.8235294117647058, "probabilities/example_count": 30.0},
+                   "label=Center": {"defect_score/defect_recall": 0.9, "probabilities/example_count": 10.0},
+                   "label=none": {"defect_score/defect_recall": float("nan"), "probabilities/example_count": 13.0}},
+        "validation_ok": blessed, "validation_failures": [] if blessed else ["overall: defect_recall fails"],
+    }
+    wafer = np.full((20, 20), 128, np.uint8)
+    return ReportData(
+        class_names=CLASSES, normal_class="none", evaluation=evaluation, gate=GatePolicy(0.99, 0.1), blessed=blessed,
+        operating_point={"threshold": 0.42, "defect_recall": 0.99, "false_alarm_rate": 0.05},
+        history={"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.0], "val_loss": [3.5, 2.5, 2.0],
+                 "accuracy": [0.3, 0.6, 0.8], "val_accuracy": [0.2, 0.5, 0.7]},
+        training_summary={"parameters": 1234, "training": {"model": "spanet", "target_defect_recall": 0.995}},
+        data_summary={"examples_per_split_and_class": {"train": {"Center": 30, "Scratch": 20, "none": 40},
+                                                        "test": {"Center": 10, "Scratch": 7, "none": 13}},
+                      "examples_per_split": {"train": 90, "test": 30}, "examples_total": 120, "lots_per_split": {"train": 9, "test": 3}},
+        gallery=[GalleryItem(wafer, "Scratch", "none", 0.7, 0.2, "lot L1 wafer 02", "missed defect")],
+        misclassified_total=6, gallery_confusion=MATRIX,
+    )
+
+
+@pytest.mark.parametrize("embed", [True, False])
+def test_report_shows_every_class_with_the_numbers_it_was_given(tmp_path, embed):
+    data = _data()
+    path = render_report(data, str(tmp_path), embed_images=embed)
+    page = parse_report(open(path, encoding="utf-8").read())
+
+    per_class = page.tables["per-class"]
+    assert sorted(per_class) == sorted(CLASSES)
+    for name, metrics in data.evaluation["per_class"].items():
+        _, precision, recall, f1, support = per_class[name]
+        assert float(precision) == pytest.approx(metrics["precision"], abs=5e-5)
+        assert float(recall) == pytest.approx(metrics["recall"], abs=5e-5)
+        assert float(f1) == pytest.approx(metrics["f1"], abs=5e-5)
+        assert int(support) == metrics["support"]
+    assert [[int(v) for v in page.tables["confusion-matrix"][c][1:]] for c in CLASSES] == MATRIX
+    assert float(page.tables["gate"]["defect_recall"][1]) == pytest.approx(0.8235, abs=5e-5)
+    assert page.tables["gate"]["defect_recall"][3] == "fail"
+    # Slices with a defined defect recall only (label=none has none).
+    assert set(page.tables["defect-recall"]) == {"overall", "label=Center"}
+    assert page.by_id["blessing"]["data-blessed"] == "False"
+    assert float(page.by_id["operating-threshold"]["data-threshold"]) == 0.42
+    assert page.by_id["gallery-check"]["data-consistent"] == "True"
+    assert page.tables["class-balance"]["total"][1:] == ["90", "30", "120"]
+
+    # Every image resolves: a PNG data URI, or a PNG file beside the page.
+    assert len(page.images) == 6  # slices, confusion, class metrics, curves, 1 wafer, class balance
+    for image in page.images:
+        source = image["src"]
+        if embed:
+            assert source.startswith("data:image/png;base64,")
+            picture = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+        else:
+            assert not source.startswith(("http:", "https:", "/"))
+            picture = Image.open(os.path.join(tmp_path, source))
+        assert picture.size[0] >= 20 and picture.size[1] >= 20
+
+
+# ---------------------------------------------------------------- the tiny pipeline run's report
+
+@pytest.fixture(scope="module")
+def run_report(tiny_pipeline_run):
+    """(results, the Evaluator's numbers, the parsed report page, report.html's path)."""
+    from components.eval_summary import summarize_evaluation
+
+    results = tiny_pipeline_run["results"]
+    assert results.report_uri, "the pipeline run recorded no EvaluationReport artifact"
+    assert os.path.isfile(results.report_path)
+    class_names = results.training_summary["class_names"]
+    evaluation = summarize_evaluation(results.evaluation_uri, class_names)
+    page = parse_report(open(results.report_path, encoding="utf-8").read())
+    return results, evaluation, page, results.report_path
+
+
+@pytest.mark.slow
+def test_run_report_has_every_class_and_the_evaluators_numbers(run_report, tiny_pipeline_run):
+    import json
+
+    from components.report.data import REPORT_JSON
+
+    results, evaluation, page, _ = run_report
+    class_names = evaluation["class_names"]
+    assert sorted(class_names) == sorted(tiny_pipeline_run["config"].class_names)
+    for table in ("per-class", "confusion-matrix"):
+        assert sorted(page.tables[table]) == sorted(class_names), table
+    assert set(class_names) <= set(page.tables["class-balance"])
+    for name, metrics in evaluation["per_class"].items():
+        _, precision, recall, f1, support = page.tables["per-class"][name]
+        assert [float(precision), float(recall), float(f1)] == pytest.approx(
+            [metrics["precision"], metrics["recall"], metrics["f1"]], abs=5e-5)
+        assert int(support) == metrics["support"]
+    shown = [[int(v) for v in page.tables["confusion-matrix"][c][1:]] for c in class_names]
+    assert shown == evaluation["confusion_matrix"]
+    gate = page.tables["gate"]
+    for key in ("defect_recall", "false_alarm_rate", "accuracy", "macro_f1"):
+        assert float(gate[key][1]) == pytest.approx(evaluation[key], abs=5e-5), key
+    overall = page.tables["defect-recall"]["overall"]
+    assert float(overall[2]) == pytest.approx(evaluation["defect_recall"], abs=5e-5)
+    assert page.by_id["blessing"]["data-blessed"] == str(results.blessed)
+    threshold = results.training_summary["operating_point"]["threshold"]
+    assert float(page.by_id["operating-threshold"]["data-threshold"]) == pytest.approx(threshold)
+    # The gallery's own run of the exported model agrees with the Evaluator's confusion matrix.
+    assert page.by_id["gallery-check"]["data-consistent"] == "True"
+
+    numbers = json.load(open(os.path.join(results.report_uri, REPORT_JSON), encoding="utf-8"))
+    for key in ("defect_recall", "false_alarm_rate", "accuracy", "macro_f1", "per_class", "confusion_matrix"):
+        assert numbers["evaluation"][key] == evaluation[key], key
+    assert numbers["blessed"] == results.blessed
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_run_report_opens_in_headless_chromium_with_every_image(run_report, tmp_path):
+    import subprocess
+
+    browser = _chromium()
+    if not browser:
+        pytest.skip("headless Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    _, _, page, path = run_report
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = "file://" + os.path.abspath(path)
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = parse_report(dom.stdout)
+    assert len(rendered.images) == len(page.images) >= 5
+    # The page's own check marks each image loaded (complete, with a width) after the load event.
+    assert [image.get("data-loaded") for image in rendered.images] == ["true"] * len(page.images)
+    for image in rendered.images:
+        source = image["src"]
+        assert source.startswith("data:image/png;base64,") or os.path.isfile(os.path.join(os.path.dirname(path), source))
+
+    shot = tmp_path / "report.png"
+    result = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 5, "the screenshot is blank"
