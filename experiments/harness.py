@@ -126,6 +126,12 @@ class Dataset:
     def input_shape(self) -> Tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def split_description(self) -> str:
+        """The data set and its split, as each results page states it."""
+        return (f"{self.description}; split by lot: {len(self.y_train)} train maps ({self.lots[0]} lots), "
+                f"{len(self.y_test)} test maps ({self.lots[1]} lots)")
+
 
 @dataclass
 class RunResult:

@@ -48,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                              title=f"Accuracy against parameters ({run.preset.data.image_size}x{run.preset.data.image_size} maps)")
     page = markdown.write_page(
         os.path.join(run.out, f"{NAME}.md"), "Accuracy against parameters", run.command, harness.machine_description(),
-        data.description + f"; split by lot: {len(data.y_train)} train maps ({data.lots[0]} lots), {len(data.y_test)} test maps ({data.lots[1]} lots)",
+        data.split_description,
         cli.settings_text(run.preset) + f"; widths {', '.join(f'{w:g}' for w in run.preset.widths)}",
         markdown.markdown_table(header, rows), plot,
         notes=[

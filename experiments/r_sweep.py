@@ -66,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               title=f"SP&A-Net, width {run.preset.width:g}: composition ratio r")
     page = markdown.write_page(
         os.path.join(run.out, f"{NAME}.md"), "Composition-ratio sweep (SP&A-Net)", run.command, harness.machine_description(),
-        data.description + f"; split by lot: {len(data.y_train)} train maps ({data.lots[0]} lots), {len(data.y_test)} test maps ({data.lots[1]} lots)",
+        data.split_description,
         cli.settings_text(run.preset) + f"; SP&A-Net width {run.preset.width:g}, attention in every block, LayerNorm, Conv1x1 head",
         markdown.markdown_table(header, rows), plot,
         notes=[

@@ -19,6 +19,11 @@ DEFAULT_SPLITS: Tuple[Tuple[str, float], ...] = (("train", 0.7), ("eval", 0.15),
 LOCAL_BEAM_ARGS: Tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 
 
+def stray_arguments(beam_args: Tuple[str, ...]) -> Tuple[str, ...]:
+    """Arguments left after a runner's own options that cannot be Beam options (those start with --)."""
+    return tuple(a for a in beam_args if not a.startswith("--"))
+
+
 @dataclass(frozen=True)
 class DefaultDataConfig:
     """The embedded default data set: synthetic WM-811K-style wafer maps written as a PNG folder."""

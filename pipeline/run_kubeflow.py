@@ -34,7 +34,7 @@ from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
 
 from pipeline.cluster import MODELS_MOUNT, DEFAULT_PIPELINE_IMAGE, NVIDIA_GPU, KubeflowConfig, Toleration, parse_label  # noqa: E402
-from pipeline.config import LOCAL_BEAM_ARGS, PipelineConfig  # noqa: E402
+from pipeline.config import LOCAL_BEAM_ARGS, PipelineConfig, stray_arguments  # noqa: E402
 from pipeline.kfp_submit import HOST_ENV, TOKEN_ENV, SubmitError, SubmitRequest, submit  # noqa: E402
 
 PROG = "run_kubeflow.py"
@@ -132,9 +132,9 @@ def warnings_for(config: PipelineConfig, kubeflow: KubeflowConfig) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = parse_args(argv)
-    unknown = [a for a in beam_args if not a.startswith("--")]
+    unknown = stray_arguments(tuple(beam_args))
     if unknown:
-        print(f"{PROG}: unexpected argument(s) {unknown}; options start with --", file=sys.stderr)
+        print(f"{PROG}: unexpected argument(s) {list(unknown)}; options start with --", file=sys.stderr)
         return 2
     try:
         config, kubeflow = configs_from_args(args, beam_args)

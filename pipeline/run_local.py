@@ -31,7 +31,7 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
 
-from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig  # noqa: E402
+from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
@@ -153,9 +153,9 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = parse_args(argv)
-    unknown = [a for a in beam_args if not a.startswith("--")]
+    unknown = stray_arguments(tuple(beam_args))
     if unknown:
-        print(f"run_local.py: unexpected argument(s) {unknown}; options start with --", file=sys.stderr)
+        print(f"run_local.py: unexpected argument(s) {list(unknown)}; options start with --", file=sys.stderr)
         return 2
     code = run(config_from_args(args, beam_args))
     # Collect TensorFlow's functions while the interpreter is intact: left to shutdown, their

@@ -40,3 +40,10 @@ def test_config_errors_name_the_field():
         ModuleConfig.from_custom_config({"image": {"channels": 2}})
     with pytest.raises(ValueError, match="class_weighting must be 'balanced' or 'none'"):
         TrainingConfig(class_weighting="focal")
+
+
+def test_stray_positional_arguments_are_refused(capsys):
+    from pipeline.run_local import main
+
+    assert main(["data/maps"]) == 2
+    assert "unexpected argument(s) ['data/maps']; options start with --" in capsys.readouterr().err
