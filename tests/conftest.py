@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 
+def pytest_unconfigure(config):
+    """Collect TensorFlow's functions while the interpreter is intact: left to shutdown, their
+    destructors print a harmless "TypeError: 'NoneType' object is not subscriptable"."""
+    import gc
+
+    gc.collect()
+
+
 #: The tiny, easy problem the end-to-end tests train on: three well-separated classes.
 TINY_CLASSES = ("Edge-Ring", "Random", "none")
 
