@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import numpy as np
 
@@ -40,9 +40,12 @@ def defect_flags(p_normal: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(p_normal) < threshold
 
 
-def defect_score(p_normal: np.ndarray, threshold: float) -> np.ndarray:
-    """``clip(1 - p / (2 t), 0, 1)``: decreasing in P(normal), above 0.5 exactly when p < t."""
-    return np.clip(1.0 - np.asarray(p_normal, dtype=np.float64) / (2.0 * threshold), 0.0, 1.0)
+def defect_score(p_normal, threshold, clip: Callable = np.clip):
+    """``clip(1 - p / (2 t), 0, 1)``: decreasing in P(normal), above 0.5 exactly when p < t.
+
+    One definition for NumPy arrays and, with ``clip=tf.clip_by_value``, for the exported graph.
+    """
+    return clip(1.0 - p_normal / (2.0 * threshold), 0.0, 1.0)
 
 
 def rates(p_normal: np.ndarray, is_defect: np.ndarray, threshold: float) -> Dict[str, float]:

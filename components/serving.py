@@ -33,6 +33,7 @@ from components.config import (  # noqa: E402
     NORMAL_PROBABILITY,
     PROBABILITIES,
 )
+from components.operating_point import defect_score  # noqa: E402
 from spanet.export import export_saved_model  # noqa: E402
 
 #: Name of the raw-image input of ``serving_default``.
@@ -67,7 +68,7 @@ class ServingModel(tf.Module):
         cosines = self.model(image_xf, training=False)
         probabilities = tf.nn.softmax(cosines * self.probability_scale, axis=-1)
         p_normal = tf.gather(probabilities, self.normal_class_id, axis=-1)
-        score = tf.clip_by_value(1.0 - p_normal / (2.0 * self.normal_threshold), 0.0, 1.0)
+        score = defect_score(p_normal, self.normal_threshold, clip=tf.clip_by_value)
         class_id = tf.argmax(probabilities, axis=-1)
         return {
             PROBABILITIES: probabilities,

@@ -66,6 +66,8 @@ def test_pushed_model_answers_a_png_with_a_class_name(pushed_model_dir):
     np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
     flags = out["defective"].numpy()
     assert list(flags) == [r.label != "none" for r in records]
+    # The score TFMA's Recall reads crosses 0.5 exactly where the served flag turns on.
+    np.testing.assert_array_equal(out["defect_score"].numpy() > 0.5, flags)
     assert float(model.normal_threshold.numpy()) >= MIN_THRESHOLD
 
 
