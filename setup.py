@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "dill",
     "numpy<2",
     "pandas",
+    # Exact binomial (Clopper-Pearson) bounds of the recall gate (components/clopper_pearson.py).
+    "scipy",
     "pillow",
     "matplotlib",
     "tqdm",

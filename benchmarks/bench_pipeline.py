@@ -1,6 +1,6 @@
 """Wall time of the local pipeline: from a clean output root to a pushed model, then cached reruns.
 
-    python benchmarks/bench_pipeline.py                     # default data (4,000 maps), 1 clean + 2 cached runs
+    python benchmarks/bench_pipeline.py                     # default data (pipeline.config.DefaultDataConfig), 1 clean + 2 cached runs
     python benchmarks/bench_pipeline.py --count 1000 --cached-runs 3
 
 Each run is a separate process (as a user runs it); the per-component breakdown comes
@@ -24,6 +24,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Dict, List, Optional, Tuple  # noqa: E402
 
+from pipeline.config import DefaultDataConfig  # noqa: E402
 from pipeline.results import read_results  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ def timed_run(output_root: str, extra: List[str]) -> Tuple[float, Dict[str, floa
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=4000, help="default data set size")
+    parser.add_argument("--count", type=int, default=DefaultDataConfig.count, help="default data set size")
     parser.add_argument("--cached-runs", type=int, default=2)
     parser.add_argument("--keep", help="output root to use and keep (default: a temporary folder)")
     args = parser.parse_args(argv)

@@ -1,16 +1,29 @@
 """The Evaluator's configuration: the recall gate that keeps defect-missing models out of production.
 
 A model is blessed only when, on the test split,
-- defect recall (defective wafers flagged / defective wafers) >= ``min_defect_recall``
-  overall, on each true defect class, and on every value of each slicing feature;
-- the false-alarm rate (normal wafers flagged / normal wafers) <= ``max_false_alarm_rate``,
-  so that flagging every wafer cannot buy the recall;
-- defect recall is not more than ``recall_tolerance`` below the last blessed model's.
+- overall: the one-sided Clopper-Pearson lower bound of defect recall (defective wafers flagged /
+  defective wafers) at ``GateConfig.confidence`` (95%) is >= ``min_defect_recall``. With zero
+  misses that needs 299 defective test wafers for 0.99 (``components.clopper_pearson.defects_needed``);
+  the point estimate alone would bless a model seen on 20 wafers;
+- each true defect class and every value of each slicing feature (inspection stage, map-size and
+  aspect-ratio buckets): the point recall >= ``min_defect_recall`` where the slice has at least
+  ``min_slice_support`` defective wafers. A smaller slice is "too few to judge": under
+  ``too_few="report"`` it is not gated but listed as such in the summary, the run report and the
+  terminal; under ``too_few="refuse"`` it refuses the blessing. Both are carried by the custom
+  metric ``defect_recall_gate`` (``components.recall_bounds.DefectRecallGate``);
+- the false-alarm rate (normal wafers flagged / normal wafers) <= ``max_false_alarm_rate`` overall
+  (point estimate), so that flagging every wafer cannot buy the recall;
+- defect recall is not more than ``recall_tolerance`` below the last blessed model's: overall on
+  the point recall (stock ``Recall``), and on every gated slice on its gate value, which is the
+  point recall where the slice is judged and a constant (no change) where it has too few wafers.
+  (A change threshold on the stock recall of a slice without defective wafers would compare NaN
+  and refuse every model.)
 
-Defect recall is TFMA's stock ``Recall`` on the model's ``defect_score`` output (above
-0.5 exactly when the wafer is flagged) against the transformed ``is_defect`` label.
-Accuracy and the confusion matrix (from which per-class precision / recall / F1 and
-macro-F1 follow) are computed on the ``probabilities`` output.
+Defect recall is TFMA's stock ``Recall`` on the model's ``defect_score`` output (above 0.5 exactly
+when the wafer is flagged) against the transformed ``is_defect`` label, kept as ``defect_recall``;
+the bounds come from the same confusion matrix (``components.recall_bounds``). Accuracy and the
+confusion matrix (from which per-class precision / recall / F1 and macro-F1 follow) are computed
+on the ``probabilities`` output.
 """
 
 from __future__ import annotations
@@ -21,12 +34,16 @@ from typing import Sequence, Tuple
 
 import tensorflow_model_analysis as tfma
 
+from components import clopper_pearson, recall_bounds
 from components.config import DEFECT_SCORE, IS_DEFECT_XF, LABEL_XF, PROBABILITIES
-from components.features import LABEL_KEY
+from components.features import ASPECT_BUCKET_KEY, LABEL_KEY, SIZE_BUCKET_KEY, STAGE_KEY
 
 DEFECT_RECALL = "defect_recall"
 FALSE_ALARM_RATE = "false_alarm_rate"
 DEFECT_PRECISION = "defect_precision"
+#: The custom metrics' thresholded keys (components.recall_bounds).
+DEFECT_RECALL_LOWER_BOUND = recall_bounds.DEFECT_RECALL_LOWER_BOUND
+DEFECT_RECALL_GATE = recall_bounds.DEFECT_RECALL_GATE
 ACCURACY = "accuracy"
 #: The signature TFMA feeds serialized tf.Examples to, and the one that yields the labels.
 EVAL_SIGNATURE = "serving_examples"
@@ -42,7 +59,15 @@ class GateConfig:
     recall_tolerance: float = 0.005
     class_names: Tuple[str, ...] = ()
     normal_class: str = "none"
-    slice_features: Tuple[str, ...] = ("stage",)
+    slice_features: Tuple[str, ...] = (STAGE_KEY, SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY)
+    #: Confidence of the one-sided lower bound the overall recall is gated on (and of the FAR upper bound).
+    confidence: float = 0.95
+    #: Level of the two-sided intervals reported (not gated).
+    interval_confidence: float = 0.95
+    #: Defective wafers a class / feature slice needs before its point recall is judged.
+    min_slice_support: int = 30
+    #: A gated slice below min_slice_support: "report" (not gated, listed as too few to judge) or "refuse".
+    too_few: str = clopper_pearson.TOO_FEW_REPORT
 
     def __post_init__(self):
         if not 0.0 <= self.min_defect_recall <= 1.0:
@@ -51,6 +76,11 @@ class GateConfig:
             raise ValueError(f"max_false_alarm_rate must be in [0, 1]; got {self.max_false_alarm_rate!r}")
         if self.recall_tolerance < 0:
             raise ValueError(f"recall_tolerance must be >= 0; got {self.recall_tolerance!r}")
+        for name in ("confidence", "interval_confidence"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1); got {value!r}")
+        clopper_pearson.check_policy(self.min_slice_support, self.too_few)
         if self.normal_class not in self.class_names:
             raise ValueError(f"normal_class {self.normal_class!r} must be one of class_names {list(self.class_names)}")
 
@@ -68,16 +98,26 @@ def class_slices(class_names: Sequence[str]) -> Tuple[tfma.SlicingSpec, ...]:
     return tuple(tfma.SlicingSpec(feature_values={LABEL_KEY: name}) for name in class_names)
 
 
+def gated_slices(gate: GateConfig) -> Tuple[tfma.SlicingSpec, ...]:
+    """The class and feature slices gated on ``defect_recall_gate`` (overall is gated on the lower bound)."""
+    per_feature = tuple(tfma.SlicingSpec(feature_keys=[feature]) for feature in gate.slice_features)
+    return (*class_slices(gate.defect_classes), *per_feature)
+
+
 def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
     """The EvalConfig whose thresholds decide the blessing."""
     overall = tfma.SlicingSpec()
     per_feature = tuple(tfma.SlicingSpec(feature_keys=[feature]) for feature in gate.slice_features)
-    defect_class_slices = class_slices(gate.defect_classes)
-    recall_threshold = tfma.MetricThreshold(
+    judged = gated_slices(gate)
+    recall_change = tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -gate.recall_tolerance}
+    )
+    lower_bound_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.min_defect_recall})
+    )
+    slice_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.min_defect_recall}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -gate.recall_tolerance}
-        ),
+        change_threshold=recall_change,
     )
     false_alarm_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(upper_bound={"value": gate.max_false_alarm_rate})
@@ -85,14 +125,31 @@ def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
     defect_metrics = tfma.MetricsSpec(
         output_names=[DEFECT_SCORE],
         metrics=[
+            # The point estimate (a test checks it equals a direct count); gated only against the baseline.
             _metric(
                 "Recall",
                 DEFECT_RECALL,
                 per_slice_thresholds=[
                     tfma.PerSliceMetricThreshold(
-                        slicing_specs=[overall, *defect_class_slices, *per_feature], threshold=recall_threshold
+                        slicing_specs=[overall], threshold=tfma.MetricThreshold(change_threshold=recall_change)
                     )
                 ],
+            ),
+            recall_bounds.metric_config(
+                recall_bounds.DefectRecallBounds,
+                confidence=gate.confidence,
+                interval_confidence=gate.interval_confidence,
+                per_slice_thresholds=[
+                    tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=lower_bound_threshold)
+                ],
+            ),
+            recall_bounds.metric_config(
+                recall_bounds.DefectRecallGate,
+                min_support=gate.min_slice_support,
+                too_few=gate.too_few,
+                per_slice_thresholds=(
+                    [tfma.PerSliceMetricThreshold(slicing_specs=list(judged), threshold=slice_threshold)] if judged else []
+                ),
             ),
             _metric(
                 "FallOut",
@@ -100,6 +157,11 @@ def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
                 per_slice_thresholds=[
                     tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=false_alarm_threshold)
                 ],
+            ),
+            recall_bounds.metric_config(
+                recall_bounds.FalseAlarmBounds,
+                confidence=gate.confidence,
+                interval_confidence=gate.interval_confidence,
             ),
             _metric("Precision", DEFECT_PRECISION),
         ],

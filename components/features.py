@@ -3,8 +3,13 @@
 The single place these names live. `image` is lossless PNG bytes (wafer maps: 8-bit grey, one
 pixel per die, off-wafer 0 / pass 128 / fail 255; images: the decoded pixels re-encoded, grey or
 RGB as the source was); `label` is the class name (mixed wafer types joined with ``+``).
+
+`size_bucket` and `aspect_bucket` are computed here, once, from the original map shape, so that
+the Evaluator can slice by what real data varies in (WM-811K shapes run from 6x21 to 300x202).
+Their bucket edges live only in this module (:data:`SIZE_BUCKET_EDGES`, :data:`ASPECT_BUCKET_EDGES`).
 """
 
+import math
 from typing import Tuple
 
 import tensorflow as tf
@@ -27,14 +32,56 @@ SOURCE_KEY = "source"
 #: int64: the original map / image height and width.
 HEIGHT_KEY = "height"
 WIDTH_KEY = "width"
+#: bytes: the map size bucket (one of SIZE_BUCKETS), from the original shape.
+SIZE_BUCKET_KEY = "size_bucket"
+#: bytes: the aspect-ratio bucket (one of ASPECT_BUCKETS), from the original shape.
+ASPECT_BUCKET_KEY = "aspect_bucket"
+
+#: Size = sqrt(height * width), the geometric mean of the sides (dies a side for wafer maps, pixels
+#: for images). Buckets are half-open: [0, 25), [25, 50), [50, 100), [100, inf).
+SIZE_BUCKET_EDGES: Tuple[float, ...] = (25.0, 50.0, 100.0)
+SIZE_BUCKETS: Tuple[str, ...] = ("<25", "25-50", "50-100", ">=100")
+#: Aspect = width / height: "tall" below 0.8, "square" from 0.8 to 1.25 (both included), "wide" above 1.25.
+ASPECT_BUCKET_EDGES: Tuple[float, float] = (0.8, 1.25)
+ASPECT_BUCKETS: Tuple[str, ...] = ("tall", "square", "wide")
 
 #: Every key an ingested example carries.
 FEATURE_KEYS: Tuple[str, ...] = (
     IMAGE_KEY, LABEL_KEY, LOT_ID_KEY, WAFER_ID_KEY, STAGE_KEY, SOURCE_KEY, HEIGHT_KEY, WIDTH_KEY,
+    SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY,
 )
 #: The bytes-valued keys (all but height / width).
-BYTES_KEYS: Tuple[str, ...] = (IMAGE_KEY, LABEL_KEY, LOT_ID_KEY, WAFER_ID_KEY, STAGE_KEY, SOURCE_KEY)
+BYTES_KEYS: Tuple[str, ...] = (
+    IMAGE_KEY, LABEL_KEY, LOT_ID_KEY, WAFER_ID_KEY, STAGE_KEY, SOURCE_KEY, SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY,
+)
 INT_KEYS: Tuple[str, ...] = (HEIGHT_KEY, WIDTH_KEY)
+
+
+def _check_shape(height: int, width: int) -> None:
+    if height < 1 or width < 1:
+        raise ValueError(f"a map shape needs positive sides; got {height}x{width}")
+
+
+def size_bucket(height: int, width: int) -> str:
+    """The size bucket of a height x width map: by sqrt(height * width) against SIZE_BUCKET_EDGES."""
+    _check_shape(height, width)
+    size = math.sqrt(float(height) * float(width))
+    for edge, name in zip(SIZE_BUCKET_EDGES, SIZE_BUCKETS):
+        if size < edge:
+            return name
+    return SIZE_BUCKETS[-1]
+
+
+def aspect_bucket(height: int, width: int) -> str:
+    """The aspect bucket of a height x width map: width / height against ASPECT_BUCKET_EDGES."""
+    _check_shape(height, width)
+    aspect = float(width) / float(height)
+    low, high = ASPECT_BUCKET_EDGES
+    if aspect < low:
+        return ASPECT_BUCKETS[0]
+    if aspect > high:
+        return ASPECT_BUCKETS[2]
+    return ASPECT_BUCKETS[1]
 
 
 def _bytes(value: bytes) -> tf.train.Feature:
@@ -57,5 +104,7 @@ def record_to_example(record: WaferRecord) -> tf.train.Example:
         SOURCE_KEY: _bytes(record.source.encode("utf-8")),
         HEIGHT_KEY: _int(height),
         WIDTH_KEY: _int(width),
+        SIZE_BUCKET_KEY: _bytes(size_bucket(height, width).encode("utf-8")),
+        ASPECT_BUCKET_KEY: _bytes(aspect_bucket(height, width).encode("utf-8")),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))

@@ -84,3 +84,4 @@ def choose_threshold(
         defects=int(is_defect.sum()),
         normals=int((~is_defect).sum()),
     )
+

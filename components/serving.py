@@ -1,7 +1,11 @@
 """The exported model's signatures: raw image bytes for clients, tf.Examples for the Evaluator.
 
 - ``serving_default``: ``images`` (a batch of PNG/JPEG bytes, any size) -> probabilities,
-  class id, class name, P(normal), the defect flag and the defect score.
+  class id, class name, P(normal), the defect flag, the defect score, and whether the input is
+  unknown (unlike every class: its familiarity, the largest cosine similarity to a class, is
+  below the threshold the Trainer calibrated, or its pixel statistics lie outside the training
+  data's envelope, see ``spanet.ood``; its class name is then ``unknown`` and it is flagged
+  defective, sent to review, never a confident normal).
 - ``serving_examples``: serialized raw tf.Examples -> probabilities and defect score.
 - ``transform_features``: serialized raw tf.Examples -> the transformed labels
   (TFMA's ``preprocessing_function_names`` reads the labels through it).
@@ -16,8 +20,9 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from typing import Dict, Mapping, Optional, Sequence  # noqa: E402
+from typing import Dict, Mapping, Optional, Sequence, Tuple  # noqa: E402
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
@@ -27,14 +32,21 @@ from components.config import (  # noqa: E402
     CLASS_NAME,
     DEFECT_SCORE,
     DEFECTIVE,
+    FAMILIARITY,
     IMAGE_XF,
     IS_DEFECT_XF,
     LABEL_XF,
     NORMAL_PROBABILITY,
     PROBABILITIES,
+    UNKNOWN,
+    UNKNOWN_CLASS,
 )
 from components.operating_point import defect_score  # noqa: E402
 from spanet.export import export_saved_model  # noqa: E402
+from spanet.ood import STATISTICS, fit_envelope, input_statistics, outside_envelope  # noqa: E402
+
+#: The defect score of an unknown input that is flagged: above the flag's 0.5, below a sure defect.
+UNKNOWN_DEFECT_SCORE = 0.75
 
 #: Name of the raw-image input of ``serving_default``.
 IMAGES_INPUT = "images"
@@ -53,6 +65,9 @@ class ServingModel(tf.Module):
         normal_class_id: int,
         probability_scale: float,
         normal_threshold: float,
+        familiarity_threshold: float = -1.0,
+        envelope: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+        unknown_is_defective: bool = True,
     ):
         super().__init__(name="spanet_serving")
         self.model = model
@@ -63,20 +78,36 @@ class ServingModel(tf.Module):
         self.normal_class_id = tf.Variable(int(normal_class_id), trainable=False, dtype=tf.int64, name="normal_class_id")
         self.probability_scale = tf.Variable(float(probability_scale), trainable=False, name="probability_scale")
         self.normal_threshold = tf.Variable(float(normal_threshold), trainable=False, name="normal_threshold")
+        self.familiarity_threshold = tf.Variable(float(familiarity_threshold), trainable=False, name="familiarity_threshold")
+        low, high = envelope if envelope is not None else fit_envelope(np.zeros([0, len(STATISTICS)]))
+        self.envelope_low = tf.Variable(np.asarray(low, np.float32), trainable=False, name="envelope_low")
+        self.envelope_high = tf.Variable(np.asarray(high, np.float32), trainable=False, name="envelope_high")
+        self.unknown_is_defective = tf.Variable(bool(unknown_is_defective), trainable=False, name="unknown_is_defective")
 
     def _classify(self, image_xf: tf.Tensor) -> Dict[str, tf.Tensor]:
         cosines = self.model(image_xf, training=False)
         probabilities = tf.nn.softmax(cosines * self.probability_scale, axis=-1)
         p_normal = tf.gather(probabilities, self.normal_class_id, axis=-1)
+        familiarity = tf.reduce_max(cosines, axis=-1)
+        unknown = (familiarity < self.familiarity_threshold) | outside_envelope(
+            input_statistics(image_xf), self.envelope_low, self.envelope_high
+        )
+        flag_unknown = unknown & self.unknown_is_defective
+        # An unknown wafer is flagged (sent to review): its score is at least UNKNOWN_DEFECT_SCORE > 0.5,
+        # so the Evaluator's defect recall counts exactly what is served.
         score = defect_score(p_normal, self.normal_threshold, clip=tf.clip_by_value)
+        score = tf.where(flag_unknown, tf.maximum(score, UNKNOWN_DEFECT_SCORE), score)
         class_id = tf.argmax(probabilities, axis=-1)
+        class_name = tf.where(unknown, tf.constant(UNKNOWN_CLASS), tf.gather(self.class_names, class_id))
         return {
             PROBABILITIES: probabilities,
             CLASS_ID: class_id,
-            CLASS_NAME: tf.gather(self.class_names, class_id),
+            CLASS_NAME: class_name,
             NORMAL_PROBABILITY: p_normal,
-            DEFECTIVE: tf.less(p_normal, self.normal_threshold),
+            DEFECTIVE: tf.less(p_normal, self.normal_threshold) | flag_unknown,
             DEFECT_SCORE: score,
+            UNKNOWN: unknown,
+            FAMILIARITY: familiarity,
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
@@ -121,4 +152,8 @@ def export_serving_model(path: str, serving: ServingModel, extra_files: Optional
         normal_class_id=serving.normal_class_id,
         probability_scale=serving.probability_scale,
         normal_threshold=serving.normal_threshold,
+        familiarity_threshold=serving.familiarity_threshold,
+        envelope_low=serving.envelope_low,
+        envelope_high=serving.envelope_high,
+        unknown_is_defective=serving.unknown_is_defective,
     )

@@ -1,7 +1,8 @@
 """The Trainer's ``run_fn``: SP&A-Net with Circle Loss on the transformed examples.
 
-Trains with NAG and cosine annealing (configurable), balanced class weights (real
-wafer data is ~85% normal), flip / rotate augmentation, early stopping on the eval
+Trains on ExampleGen's raw examples (Transform's decode and resize, with die-level
+augmentation between them: any rotation, mirror, other grids, die noise) with NAG and
+cosine annealing (configurable), balanced class weights (real wafer data is ~85% normal), early stopping on the eval
 split and TensorBoard logs in the run directory; then calibrates the probabilities,
 picks the defect flag's operating threshold on the eval split, and exports the
 SavedModel with its raw-image and tf.Example signatures.
@@ -15,22 +16,26 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import math  # noqa: E402
-from typing import Dict, List, Sequence, Tuple  # noqa: E402
+from typing import Any, Dict, List, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from absl import logging  # noqa: E402
 
-from components.config import IMAGE_XF, LABEL_VOCABULARY, LABEL_XF, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
+from components import features  # noqa: E402
+from components.config import LABEL_VOCABULARY, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
 from components.operating_point import OperatingPoint, choose_threshold  # noqa: E402
 from components.serving import ServingModel, export_serving_model  # noqa: E402
+from components.transform import decode, resize  # noqa: E402
 from components.warmup import WARMUP_FILE, warmup_file_bytes  # noqa: E402
 from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  # noqa: E402
 from spanet._keras import keras  # noqa: E402
+from spanet.augment import augment_wafer_map, dihedral  # noqa: E402
 from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
 from spanet.calibration import expected_calibration_error, fit_temperature, softmax_probabilities  # noqa: E402
 from spanet.input_pipeline import without_autotuning  # noqa: E402
+from spanet.ood import STATISTICS, familiarity_threshold, fit_envelope, input_statistics, outside_envelope  # noqa: E402
 
 #: Files the Trainer leaves in its run directory (beside the TensorBoard logs).
 HISTORY_CSV = "history.csv"
@@ -42,16 +47,30 @@ OPERATING_POINT_JSON = "assets.extra/spanet_operating_point.json"
 def _files(patterns: Sequence[str]) -> List[str]:
     files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"no transformed examples match {list(patterns)}")
+        raise FileNotFoundError(f"no examples match {list(patterns)}")
     return files
 
 
-def read_labels(patterns: Sequence[str]) -> np.ndarray:
-    """The class ids of a split, parsing only the label (a quick pass, no images decoded)."""
-    dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").batch(1024)
-    spec = {LABEL_XF: tf.io.FixedLenFeature([], tf.int64)}
-    dataset = dataset.map(lambda records: tf.io.parse_example(records, spec)[LABEL_XF])
-    return np.concatenate([batch.numpy() for batch in dataset] or [np.zeros([0], np.int64)])
+def _raw_records(patterns: Sequence[str], class_names: Sequence[str]) -> tf.data.Dataset:
+    """(encoded image, class id) pairs from ExampleGen's gzipped raw tf.Examples, ids in ``class_names`` order."""
+    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), features.LABEL_KEY: tf.io.FixedLenFeature([], tf.string)}
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(class_names)), tf.range(len(class_names), dtype=tf.int64)),
+        default_value=-1,
+    )
+
+    def parse(records):
+        parsed = tf.io.parse_example(records, spec)
+        return parsed[features.IMAGE_KEY], table.lookup(parsed[features.LABEL_KEY])
+
+    dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").batch(256)
+    return dataset.map(parse, num_parallel_calls=os.cpu_count() or 1).unbatch()
+
+
+def read_labels(patterns: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """The class ids of a split (a quick pass: labels only, no image decoded)."""
+    labels = _raw_records(patterns, class_names).map(lambda image, label: label).batch(4096)
+    return np.concatenate([batch.numpy() for batch in labels] or [np.zeros([0], np.int64)])
 
 
 def class_weights(labels: np.ndarray, num_classes: int, config: TrainingConfig) -> np.ndarray:
@@ -65,46 +84,49 @@ def class_weights(labels: np.ndarray, num_classes: int, config: TrainingConfig) 
     return np.clip(weights, 1.0 / config.max_class_weight, config.max_class_weight).astype(np.float32)
 
 
-def augment(images: tf.Tensor, seed: int) -> tf.Tensor:
-    """Random flips and quarter turns: a wafer's defect pattern means the same in any orientation."""
-    images = tf.image.random_flip_left_right(images, seed=seed)
-    turns = tf.random.uniform([], 0, 4, dtype=tf.int32, seed=seed + 1)
-    return tf.image.rot90(images, k=turns)
-
-
 def make_dataset(
     patterns: Sequence[str],
-    feature_spec: Dict[str, tf.io.FixedLenFeature],
+    class_names: Sequence[str],
+    image: ImageConfig,
     batch_size: int,
     training: bool,
     weights: np.ndarray,
     config: TrainingConfig,
     example_count: int,
+    cache: bool = True,
 ) -> tf.data.Dataset:
-    """(image, label, sample weight) batches from Transform's gzipped tf.Examples, cached in memory.
+    """(image, label, sample weight) batches from ExampleGen's raw examples.
 
-    Training data repeats forever; evaluation data declares its number of batches, which Keras
-    needs to evaluate with ``steps_per_execution > 1``.
+    Images go through Transform's own :func:`decode` and :func:`resize` (the exported model's
+    preprocessing), with die-level augmentation between the two for training. Training caches the
+    encoded bytes and augments afresh every epoch, forever; evaluation caches the model inputs (unless
+    ``cache`` is False, for a single pass) and declares its number of batches, which Keras needs to evaluate with ``steps_per_execution > 1``.
     """
-    spec = {IMAGE_XF: feature_spec[IMAGE_XF], LABEL_XF: feature_spec[LABEL_XF]}
     table = tf.constant(weights)
-    dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
     parallel = os.cpu_count() or 1
-    dataset = dataset.batch(256).map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=parallel)
-    dataset = dataset.unbatch().cache()
+    dataset = _raw_records(patterns, class_names)
+    augmentation = config.augment_config()
     if training:
-        dataset = dataset.shuffle(4096, seed=config.seed, reshuffle_each_iteration=True).repeat()
+        dataset = dataset.cache().shuffle(4096, seed=config.seed, reshuffle_each_iteration=True).repeat()
+
+        def prepare(encoded, label):
+            pixels = decode(encoded, image)
+            if augmentation is not None:
+                pixels = augment_wafer_map(pixels, augmentation)
+            return resize(pixels, image), label
+
+        dataset = dataset.map(prepare, num_parallel_calls=parallel)
+    else:
+        dataset = dataset.map(lambda encoded, label: (resize(decode(encoded, image), image), label), num_parallel_calls=parallel)
+        if cache:
+            dataset = dataset.cache()
     dataset = dataset.batch(batch_size)
+    if training and augmentation is not None:
+        dataset = dataset.map(lambda images, labels: (dihedral(images, augmentation.flip), labels), num_parallel_calls=parallel)
     if not training:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(example_count / batch_size)))
-
-    def to_inputs(example):
-        images, labels = example[IMAGE_XF], example[LABEL_XF]
-        if training and config.augment:
-            images = augment(images, config.seed)
-        return images, labels, tf.gather(table, labels)
-
-    return without_autotuning(dataset.map(to_inputs, num_parallel_calls=parallel).prefetch(2))
+    dataset = dataset.map(lambda images, labels: (images, labels, tf.gather(table, labels)))
+    return without_autotuning(dataset.prefetch(2))
 
 
 def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfig) -> keras.Model:
@@ -120,13 +142,20 @@ def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfi
     )
 
 
-def cosine_logits(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
-    """The model's cosine logits and the true labels over a finite dataset."""
-    cosines, labels = [], []
+def cosine_logits(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's cosine logits, the true labels and the inputs' pixel statistics over a finite dataset."""
+    cosines, labels, statistics = [], [], []
     for images, batch_labels, _ in dataset:
         cosines.append(model(images, training=False).numpy())
         labels.append(batch_labels.numpy())
-    return np.concatenate(cosines), np.concatenate(labels)
+        statistics.append(input_statistics(images).numpy())
+    return np.concatenate(cosines), np.concatenate(labels), np.concatenate(statistics)
+
+
+def input_envelope(datasets: Sequence[tf.data.Dataset]) -> Tuple[np.ndarray, np.ndarray]:
+    """The range of the model inputs' pixel statistics over these (un-augmented) datasets."""
+    statistics = [input_statistics(images).numpy() for dataset in datasets for images, _, _ in dataset]
+    return fit_envelope(np.concatenate(statistics) if statistics else np.zeros([0, len(STATISTICS)]))
 
 
 def class_names_and_normal_id(tft_output: tft.TFTransformOutput, image: ImageConfig) -> Tuple[List[str], int]:
@@ -181,18 +210,36 @@ def fit(
 
 
 def calibrate(
-    model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, config: TrainingConfig
-) -> Tuple[float, OperatingPoint, Dict[str, float]]:
-    """Temperature for calibrated probabilities, the defect flag's operating point, and eval quality."""
-    cosines, labels = cosine_logits(model, evaluation)
+    model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, envelope: Tuple[np.ndarray, np.ndarray],
+    config: TrainingConfig,
+) -> Tuple[float, OperatingPoint, Dict[str, Any]]:
+    """Temperature, the unknown-input checks, the defect flag's operating point, and eval quality.
+
+    ``envelope`` bounds the inputs' pixel statistics (spanet.ood); the familiarity threshold is then
+    chosen so that at most ``max_unknown_rate`` of the normal eval wafers are unknown by either
+    check. Unknown wafers are flagged anyway, so the operating point is chosen on the rest.
+    """
+    cosines, labels, statistics = cosine_logits(model, evaluation)
     scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
     probabilities = softmax_probabilities(cosines, scale)
-    point = choose_threshold(
-        probabilities[:, normal_id], labels != normal_id, config.target_defect_recall, config.max_normal_threshold
-    )
+    familiarity = cosines.max(axis=1)
+    normal = labels == normal_id
+    outside = outside_envelope(statistics, *envelope).numpy()
+    # Wafers outside the envelope are rejected whatever their familiarity: spend the rest of the budget.
+    budget = max(0.0, config.max_unknown_rate - outside[normal].mean()) if normal.any() else 0.0
+    threshold = familiarity_threshold(familiarity[normal & ~outside], budget * normal.sum() / max((normal & ~outside).sum(), 1))
+    unknown = outside | (familiarity < threshold)
+    p_normal = probabilities[:, normal_id]
+    if config.unknown_is_defective:
+        p_normal = np.where(unknown, 0.0, p_normal)  # an unknown wafer is flagged whatever its P(normal)
+    point = choose_threshold(p_normal, ~normal, config.target_defect_recall, config.max_normal_threshold)
     quality = {
         "eval_accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
         "eval_calibration_error": expected_calibration_error(probabilities, labels),
+        "familiarity_threshold": threshold,
+        "input_envelope": {name: [float(lo), float(hi)] for name, lo, hi in zip(STATISTICS, *envelope)},
+        "eval_unknown_rate": float(unknown.mean()),
+        "eval_unknown_rate_normal": float(unknown[normal].mean()) if normal.any() else 0.0,
     }
     return scale, point, quality
 
@@ -206,16 +253,16 @@ def run_fn(fn_args) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names, normal_id = class_names_and_normal_id(tft_output, image)
     num_classes = len(class_names)
-    train_labels = read_labels(fn_args.train_files)
-    eval_labels = read_labels(fn_args.eval_files)
+    train_labels = read_labels(fn_args.train_files, class_names)
+    eval_labels = read_labels(fn_args.eval_files, class_names)
     weights = class_weights(train_labels, num_classes, config)
     logging.info("classes %s; train %d, eval %d examples; class weights %s",
                  class_names, len(train_labels), len(eval_labels), np.round(weights, 2).tolist())
 
-    feature_spec = tft_output.transformed_feature_spec()
-    train = make_dataset(fn_args.train_files, feature_spec, config.batch_size, True, weights, config, len(train_labels))
+    train = make_dataset(fn_args.train_files, class_names, image, config.batch_size, True, weights, config, len(train_labels))
     evaluation = make_dataset(
-        fn_args.eval_files, feature_spec, config.batch_size, False, np.ones(num_classes, np.float32), config, len(eval_labels)
+        fn_args.eval_files, class_names, image, config.batch_size, False, np.ones(num_classes, np.float32), config,
+        len(eval_labels),
     )
     steps_per_epoch = max(1, math.ceil(len(train_labels) / config.batch_size))
     epochs = config.epochs
@@ -224,8 +271,15 @@ def run_fn(fn_args) -> None:
 
     model = build_classifier(num_classes, image, config)
     history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs)
-    scale, point, quality = calibrate(model, evaluation, normal_id, config)
-    logging.info("operating point on eval: %s", json.dumps(point.to_dict()))
+    # The envelope of the inputs' pixel statistics spans the training and eval data as the model sees them.
+    train_inputs = make_dataset(
+        fn_args.train_files, class_names, image, config.batch_size, False, weights, config, len(train_labels), cache=False
+    )
+    envelope = input_envelope([train_inputs, evaluation])
+    scale, point, quality = calibrate(model, evaluation, normal_id, envelope, config)
+    logging.info("operating point on eval: %s; unknown below familiarity %.4f (eval: %.4f of all, %.4f of normal wafers)",
+                 json.dumps(point.to_dict()), quality["familiarity_threshold"], quality["eval_unknown_rate"],
+                 quality["eval_unknown_rate_normal"])
     if not point.target_reached:
         logging.warning(
             "defect recall %.4f on eval is below the target %.4f even at the ceiling threshold %.2f: "
@@ -248,7 +302,8 @@ def run_fn(fn_args) -> None:
     summary_json = json.dumps(summary, indent=2).encode()
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
-    serving = ServingModel(model, tft_output, class_names, normal_id, scale, point.threshold)
+    serving = ServingModel(model, tft_output, class_names, normal_id, scale, point.threshold,
+                           quality["familiarity_threshold"], envelope, config.unknown_is_defective)
     export_serving_model(fn_args.serving_model_dir, serving, extra_files={
         OPERATING_POINT_JSON: summary_json,
         WARMUP_FILE: warmup_file_bytes(config.model_name, image.height, image.width, image.channels),

@@ -20,22 +20,31 @@ from components import features  # noqa: E402
 from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, ImageConfig  # noqa: E402
 
 
-def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
-    """A batch of encoded images (PNG, JPEG, BMP, GIF; any size, grey or RGB) -> float32 (B, H, W, C) in [0, 1].
+def decode(encoded: tf.Tensor, config: ImageConfig) -> tf.Tensor:
+    """One encoded image (PNG, JPEG, BMP, GIF; any size, grey or RGB) -> uint8 (H, W, C) with C = config.channels."""
+    return tf.io.decode_image(encoded, channels=config.channels, expand_animations=False)
 
-    Wafer maps (0 / 128 / 255 per die) are resized with area averaging, so a die's
-    state survives as a grey level whatever the map's size.
+
+def resize(image: tf.Tensor, config: ImageConfig) -> tf.Tensor:
+    """One uint8 image (H, W, C) -> float32 (height, width, C) in [0, 1].
+
+    Area averaging, so that a wafer map's die survives as a grey level whatever the map's size.
+    """
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = tf.image.resize(image, [config.height, config.width], method="area")
+    return tf.ensure_shape(image, [config.height, config.width, config.channels])
+
+
+def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
+    """A batch of encoded images -> float32 (B, H, W, C) in [0, 1]: :func:`decode` then :func:`resize`.
+
+    The Trainer applies the same two steps (with augmentation between them), so training and
+    serving see identical pixels.
     """
     images = tf.reshape(images, [-1])
-
-    def one(encoded: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(encoded, channels=config.channels, expand_animations=False)
-        image = tf.image.convert_image_dtype(image, tf.float32)
-        image = tf.image.resize(image, [config.height, config.width], method="area")
-        return tf.ensure_shape(image, [config.height, config.width, config.channels])
-
     return tf.map_fn(
-        one, images, fn_output_signature=tf.TensorSpec([config.height, config.width, config.channels], tf.float32)
+        lambda encoded: resize(decode(encoded, config), config), images,
+        fn_output_signature=tf.TensorSpec([config.height, config.width, config.channels], tf.float32),
     )
 
 

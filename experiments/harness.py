@@ -3,8 +3,10 @@ configuration -> test-split scores. One configuration per call, one progress lin
 
 Preprocessing is the pipeline's own (``components.transform.decode_and_resize``: PNG bytes ->
 area resize -> [0, 1] floats) and training follows the Trainer's recipe (Circle Loss, balanced
-class weights, flip / rotate augmentation, cosine-annealed NAG, weight decay), so a number here
-means what it means in the pipeline. Differences, on purpose: fixed epochs (no early stopping,
+class weights, cosine-annealed NAG, weight decay), so a number here means what it means in the
+pipeline. Differences, on purpose: the arrays are resized once, so augmentation is mirror and
+quarter turns only (``spanet.augment.dihedral``; the Trainer also resamples die maps to other
+grids); fixed epochs (no early stopping,
 so configurations get equal budgets), BatchNorm statistics re-estimated once after training
 (``spanet.batchnorm.recalibrate_batchnorm``), and class predictions by arg-max (no operating
 threshold): defect recall here is the share of defective test wafers predicted as any defect class.
@@ -285,9 +287,10 @@ def train_and_evaluate(spec: ModelSpec, data: Dataset, train: TrainConfig) -> Ru
     import tensorflow as tf
 
     from components.config import TrainingConfig
-    from components.trainer import augment, class_weights
+    from components.trainer import class_weights
     from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer
     from spanet._keras import keras
+    from spanet.augment import dihedral
     from spanet.batchnorm import recalibrate_batchnorm
 
     started = time.time()
@@ -310,7 +313,7 @@ def train_and_evaluate(spec: ModelSpec, data: Dataset, train: TrainConfig) -> Ru
     dataset = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train, weights[data.y_train]))
     dataset = dataset.shuffle(len(data.y_train), seed=train.seed, reshuffle_each_iteration=True).repeat().batch(train.batch_size)
     if train.augment:
-        dataset = dataset.map(lambda x, y, w: (augment(x, train.seed), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda x, y, w: (dihedral(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
     model.fit(dataset.prefetch(2), epochs=train.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
     images = tf.data.Dataset.from_tensor_slices(data.x_train).shuffle(len(data.y_train), seed=train.seed).batch(train.batch_size)
     recalibrate_batchnorm(model, images, train.batchnorm_batches)

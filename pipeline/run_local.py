@@ -120,7 +120,7 @@ def run(config: PipelineConfig) -> int:
 
 def report(config: PipelineConfig, results, wall_seconds: float) -> int:
     """Prints the pushed model, the evaluation, the blessing and where the reports are."""
-    from components.eval_summary import summarize_evaluation
+    from components.eval_summary import evaluation_lines, summarize_evaluation
 
     print(f"\nPipeline finished in {wall_seconds:.0f} s.")
     if results.component_seconds:
@@ -131,19 +131,17 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
         print(f"Trainer: {summary['epochs_run']} epochs, {summary['parameters']:,} parameters; operating threshold "
               f"P(normal) < {point['threshold']:.3f} (eval defect recall {point['defect_recall']:.4f}, "
               f"false alarms {point['false_alarm_rate']:.4f})")
+        if "familiarity_threshold" in summary:
+            print(f"Unknown inputs: familiarity (largest cosine to a class) < {summary['familiarity_threshold']:.4f} is answered "
+                  f"'unknown' and flagged; on eval that rejects {summary['eval_unknown_rate']:.2%} of all wafers and "
+                  f"{summary['eval_unknown_rate_normal']:.2%} of normal ones")
     if results.evaluation_uri:
         class_names = summary.get("class_names", list(config.class_names))
         evaluation = summarize_evaluation(results.evaluation_uri, class_names)
-        print(f"Evaluation on the test split: defect recall {evaluation['defect_recall']:.4f} "
-              f"(gate >= {config.gate_config.min_defect_recall}), false-alarm rate {evaluation['false_alarm_rate']:.4f}, "
-              f"accuracy {evaluation['accuracy']:.4f}, macro-F1 {evaluation['macro_f1']:.4f}")
-        for name, metrics in evaluation["per_class"].items():
-            print(f"  {name:>10}: precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  "
-                  f"F1 {metrics['f1']:.3f}  support {metrics['support']}")
-        for failure in evaluation["validation_failures"]:
-            print(f"  gate failure: {failure}")
+        for line in evaluation_lines(evaluation, config.gate_config.min_defect_recall):
+            print(line)
         with open(os.path.join(config.output_root, "evaluation_summary.json"), "w", encoding="utf-8") as handle:
-            json.dump(evaluation, handle, indent=2)
+            json.dump(evaluation, handle, indent=2, allow_nan=False)
     print(f"Blessed: {results.blessed}.  Pushed: {results.pushed}" + (f" -> {results.pushed_path}" if results.pushed else ""))
     if results.report_path:
         print(f"Run report: {os.path.abspath(results.report_path)}")

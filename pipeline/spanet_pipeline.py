@@ -50,12 +50,15 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=config.module_config.transform_custom_config(),
+        # The Trainer reads the raw examples (it augments die maps before resizing them), so the
+        # transformed examples would never be read: Transform only analyses and writes its graph.
+        materialize=False,
     )
     transform.add_upstream_node(anomaly_gate)
 
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),

@@ -28,14 +28,18 @@ def _class_mix(text: str) -> Dict[str, float]:
 
 
 def _add_generate(subparsers: "argparse._SubParsersAction") -> None:
+    from spanet.data.generator import MAX_GRID_SIDE, GeneratorConfig
+
     p = subparsers.add_parser("generate", help="write a synthetic wafer-map data set", description=_run_generate.__doc__)
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--count", type=int, required=True, help="number of wafer maps")
     p.add_argument("--format", dest="data_format", default="png", choices=("png", "npz", "g85", "g85-xml"),
                    help="png: class folders + manifest.csv; npz: MixedWM38-style; g85: SEMI G85 ASCII; g85-xml: G85 XML")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--min-size", type=int, default=None, help="smallest die grid (default 26; npz: 52)")
-    p.add_argument("--max-size", type=int, default=None, help="largest die grid (default 64; npz: 52)")
+    p.add_argument("--min-size", type=int, default=None,
+                   help=f"smallest side of a die grid (default {GeneratorConfig.min_size}; npz: {NPZ_DEFAULT_GRID})")
+    p.add_argument("--max-size", type=int, default=None,
+                   help=f"largest side of a die grid (default {GeneratorConfig.max_size}, at most {MAX_GRID_SIDE}; npz: {NPZ_DEFAULT_GRID})")
     p.add_argument("--mixed-fraction", type=float, default=0.0, help="share of mixed-type maps, 0-1")
     p.add_argument("--lot-size", type=int, default=25, help="wafers per lot")
     p.add_argument("--class-mix", type=_class_mix, default=None, help="class weights, e.g. 'none=8,Center=1' (default: equal)")

@@ -9,7 +9,7 @@ import base64
 import html
 import math
 import os
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -125,19 +125,35 @@ def plot_class_balance(per_split_and_class: Mapping[str, Mapping[str, int]], cla
     return save_figure(figure, path)
 
 
-def plot_slice_recall(recalls: Sequence[Tuple[str, float]], threshold: float, path: str) -> str:
-    """Defect recall per slice against the gate's threshold (bars below it in red)."""
+def plot_slice_recall(recalls: Sequence[Tuple[str, float]], threshold: float, path: str,
+                      intervals: Optional[Mapping[str, Sequence[Optional[float]]]] = None,
+                      too_few: Sequence[str] = ()) -> str:
+    """Defect recall per slice against the gate's threshold (bars below it in red).
+
+    ``intervals``: {slice: (low, high)} drawn as error bars; slices in ``too_few`` (too few
+    defective wafers to judge) are drawn grey and labelled so, whatever their value.
+    """
     names = [name for name, _ in recalls]
     values = [value for _, value in recalls]
+    few = set(too_few)
     figure, axes = new_axes(7.0, 0.9 + 0.35 * max(1, len(names)))
-    colours = ["tab:green" if v >= threshold else "tab:red" for v in values]
+    colours = ["tab:gray" if n in few else "tab:green" if v >= threshold else "tab:red" for n, v in zip(names, values)]
     axes.barh(range(len(names)), values, color=colours)
+    lows = list(values)
+    if intervals:
+        for index, (name, value) in enumerate(recalls):
+            low, high = (list(intervals.get(name) or []) + [None, None])[:2]
+            if low is None or high is None:
+                continue
+            lows.append(low)
+            axes.errorbar([value], [index], xerr=[[max(0.0, value - low)], [max(0.0, high - value)]],
+                          fmt="none", ecolor="black", capsize=3, linewidth=1)
     axes.axvline(threshold, color="black", linestyle="--", label=f"gate {threshold:g}")
-    axes.set_yticks(range(len(names)), names)
+    axes.set_yticks(range(len(names)), [f"{n} (too few)" if n in few else n for n in names])
     axes.invert_yaxis()
-    low = min([threshold] + values)
+    low = min([threshold] + lows)
     axes.set_xlim(max(0.0, low - 0.05), 1.0)
-    axes.set_xlabel("defect recall (test split)")
+    axes.set_xlabel("defect recall (test split)" + (", with 95% Clopper-Pearson intervals" if intervals else ""))
     axes.legend(fontsize=8, loc="lower left")
     return save_figure(figure, path)
 
@@ -169,11 +185,14 @@ def fmt(value: Optional[float], digits: int = 4) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str,
-           row_keys: Optional[Sequence[str]] = None, key_name: str = "key") -> str:
+           row_keys: Optional[Sequence[str]] = None, key_name: str = "key",
+           row_classes: Optional[Sequence[str]] = None) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)  # headers are HTML (callers escape names)
     body = []
     for index, row in enumerate(rows):
         attribute = f' data-{key_name}="{html.escape(row_keys[index])}"' if row_keys else ""
+        if row_classes and row_classes[index]:
+            attribute += f' class="{html.escape(row_classes[index])}"'
         body.append(f"<tr{attribute}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
@@ -186,6 +205,46 @@ def slice_recalls(slices: Mapping[str, Mapping[str, float]]) -> List[Tuple[str, 
         if value is not None and not math.isnan(value):
             found.append((name, float(value), int(metrics.get(EXAMPLE_COUNT_KEY, 0) or 0)))
     return sorted(found, key=lambda item: (item[0] != "overall", item[0]))
+
+
+def interval_text(interval: Optional[Sequence[Optional[float]]], digits: int = 4) -> str:
+    """A two-sided interval as the report prints it: [low, high] (n/a when unknown)."""
+    low, high = (list(interval or []) + [None, None])[:2]
+    if low is None or high is None:
+        return "n/a"
+    return f"[{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
+def slice_rows(evaluation: Mapping[str, Any], min_defect_recall: float) -> List[Dict[str, Any]]:
+    """One row per slice of the per-slice table: every gated slice (overall first, with the rule and
+    verdict the summary gives it), then every other slice where defect recall is defined ("not gated")."""
+    slices = evaluation.get("slices", {}) or {}
+    rows: List[Dict[str, Any]] = []
+    seen = set()
+    for entry in evaluation.get("gated_slices") or []:
+        name = entry["slice"]
+        seen.add(name)
+        metrics = slices.get(name, {})
+        rows.append({**entry, "examples": int(metrics.get(EXAMPLE_COUNT_KEY, 0) or 0), "gated": True})
+    for name, value, count in slice_recalls(slices):
+        if name in seen:
+            continue
+        metrics = slices.get(name, {})
+        rows.append({
+            "slice": name, "examples": count, "defect_recall": value, "gated": False,
+            "interval": [metrics.get("defect_score/defect_recall_ci_low"), metrics.get("defect_score/defect_recall_ci_high")],
+            "support": metrics.get("defect_score/defect_support"), "misses": metrics.get("defect_score/defect_misses"),
+            # Without the summary's gate (older summaries), every slice with a recall was gated on it.
+            "rule": "point estimate" if not evaluation.get("gated_slices") else "not gated",
+            "verdict": ("pass" if value >= min_defect_recall else "fail") if not evaluation.get("gated_slices") else "",
+        })
+    return rows
+
+
+def _count_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return str(int(round(float(value))))
 
 
 def _gallery_html(items: Sequence[GalleryItem], total: int, out_dir: str, embed: bool) -> str:
@@ -212,7 +271,8 @@ body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
 td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}
-.pass{color:#060;font-weight:bold}.fail{color:#b00;font-weight:bold}
+.pass{color:#060;font-weight:bold}.fail{color:#b00;font-weight:bold}.few{color:#a60;font-weight:bold}
+tr.too-few td{background:#fff4e0}
 .verdict{font-size:1.3em;padding:0.5em 1em;display:inline-block;border:2px solid}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}
 figure.wafer{margin:0;width:150px;font-size:12px;text-align:center}
@@ -258,19 +318,52 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
     # Verdict: blessing and the gate's metrics.
     recall = evaluation.get("defect_recall")
     false_alarms = evaluation.get("false_alarm_rate")
+    settings = {**{"min_defect_recall": gate.min_defect_recall, "max_false_alarm_rate": gate.max_false_alarm_rate,
+                   "confidence": 0.95, "interval_confidence": 0.95},
+                **{k: v for k, v in (evaluation.get("gate") or {}).items() if v is not None}}
+    minimum, max_far = settings["min_defect_recall"], settings["max_false_alarm_rate"]
+    confidence = settings["confidence"]
+    overall = evaluation.get("overall") or {}
     blessed_text = {True: "BLESSED", False: "NOT BLESSED", None: "unknown"}[data.blessed]
     css = "pass" if data.blessed else "fail"
     parts.append(f'<h2>Blessing</h2><p class="verdict {css}" id="blessing" data-blessed="{data.blessed}">{blessed_text}</p>')
+    bound = overall.get("lower_bound", evaluation.get("defect_recall_lower_bound"))
+    support, misses = overall.get("support"), overall.get("misses")
+    if overall:
+        # The overall recall is judged on its lower bound; old summaries without one on the point estimate.
+        recall_ok = overall.get("verdict") == "pass"
+        recall_rule = f"{confidence:.0%} one-sided lower bound &ge; {minimum:g}"
+    else:
+        recall_ok = recall is not None and recall >= minimum
+        recall_rule = "point estimate"
+    support_text = "n/a" if support is None else f"{support} defective ({misses} missed)"
+    normal_support = overall.get("normal_support")
     gate_rows = [
-        ["defect recall (overall)", fmt(recall), f"&ge; {gate.min_defect_recall:g}",
-         _verdict(recall is not None and recall >= gate.min_defect_recall)],
-        ["false-alarm rate (overall)", fmt(false_alarms), f"&le; {gate.max_false_alarm_rate:g}",
-         _verdict(false_alarms is not None and false_alarms <= gate.max_false_alarm_rate)],
-        ["accuracy", fmt(evaluation.get("accuracy")), "", ""],
-        ["macro-F1", fmt(evaluation.get("macro_f1")), "", ""],
+        ["defect recall (overall)", fmt(recall), f"&ge; {minimum:g}", _verdict(recall_ok),
+         interval_text(overall.get("interval")), support_text, recall_rule],
+        [f"defect recall, {confidence:.0%} lower bound (overall)", fmt(bound), f"&ge; {minimum:g}",
+         _verdict(bound is not None and bound >= minimum) if bound is not None else "",
+         "", support_text, "Clopper-Pearson, exact" if bound is not None else ""],
+        ["false-alarm rate (overall)", fmt(false_alarms), f"&le; {max_far:g}",
+         _verdict(false_alarms is not None and false_alarms <= max_far),
+         interval_text(overall.get("false_alarm_interval")),
+         "n/a" if normal_support is None else f"{normal_support} normal ({overall.get('false_alarms')} flagged)",
+         "point estimate"],
+        ["accuracy", fmt(evaluation.get("accuracy")), "", "", "", "", ""],
+        ["macro-F1", fmt(evaluation.get("macro_f1")), "", "", "", "", ""],
     ]
-    parts.append(_table(["metric (test split)", "value", "gate", ""], gate_rows, "gate",
-                        ["defect_recall", "false_alarm_rate", "accuracy", "macro_f1"], "metric"))
+    parts.append(_table(["metric (test split)", "value", "gate", "", f"{settings['interval_confidence']:.0%} interval",
+                         "support", "rule"], gate_rows, "gate",
+                        ["defect_recall", "defect_recall_lower_bound", "false_alarm_rate", "accuracy", "macro_f1"], "metric"))
+    if bound is not None and support is not None:
+        needed = overall.get("defects_needed")
+        parts.append(
+            f'<p id="lower-bound-note" data-lower-bound="{bound}" data-support="{support}">Overall defect recall is judged on '
+            f"its exact (Clopper-Pearson) {confidence:.0%} one-sided lower bound, not on the point estimate: "
+            f"{fmt(recall)} on {support} defective test wafers ({misses} missed) only shows recall &ge; {fmt(bound)}. "
+            + (f"With {misses} missed, the bound reaches {minimum:g} from {needed} defective test wafers." if needed else "")
+            + "</p>"
+        )
     failures = evaluation.get("validation_failures") or []
     if failures:
         parts.append("<p>The Evaluator's gate failures:</p><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in failures) + "</ul>")
@@ -286,16 +379,60 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
             f"eval defect recall {fmt(point.get('defect_recall'))}, eval false-alarm rate {fmt(point.get('false_alarm_rate'))}). "
             "The defect recall above applies this threshold; the class metrics below use the most probable class.</p>"
         )
+    summary = data.training_summary
+    if "familiarity_threshold" in summary:
+        parts.append(
+            f'<p id="unknown-inputs" data-threshold="{summary["familiarity_threshold"]}">Inputs unlike every class '
+            f"(familiarity, the largest cosine similarity to a class, below <b>{fmt(summary['familiarity_threshold'])}</b>) "
+            "are answered <code>unknown</code> and flagged defective (sent to review). The threshold was chosen on the eval "
+            f"split to reject at most {fmt(summary.get('training', {}).get('max_unknown_rate'), 3)} of its normal wafers: it rejects {fmt(summary.get('eval_unknown_rate_normal'))} of "
+            f"them and {fmt(summary.get('eval_unknown_rate'))} of all eval wafers.</p>"
+        )
 
     # Defect recall per slice.
-    recalls = slice_recalls(evaluation.get("slices", {}))
-    if recalls:
-        rows = [[html.escape(name), str(count), fmt(value), _verdict(value >= gate.min_defect_recall)] for name, value, count in recalls]
+    rows_data = slice_rows(evaluation, minimum)
+    if rows_data:
+        min_support = settings.get("min_slice_support")
+        too_few = [r["slice"] for r in rows_data if str(r.get("rule", "")).startswith("too few")]
+        rows, classes_ = [], []
+        for r in rows_data:
+            verdict = r.get("verdict", "")
+            if verdict == "too few to judge":
+                cell = '<span class="few">too few to judge</span>'
+            elif verdict in ("pass", "fail"):
+                cell = _verdict(verdict == "pass")
+            else:
+                cell = html.escape(str(verdict))
+            rows.append([html.escape(r["slice"]), str(r.get("examples", "")), fmt(r.get("defect_recall")),
+                         interval_text(r.get("interval")), _count_text(r.get("support")), _count_text(r.get("misses")),
+                         html.escape(str(r.get("rule", ""))), cell])
+            classes_.append("too-few" if r["slice"] in too_few else "")
         parts.append("<h2>Defect recall per slice</h2>")
-        parts.append(_table(["slice", "examples", "defect recall", f"&ge; {gate.min_defect_recall:g}"], rows,
-                            "defect-recall", [name for name, _, _ in recalls], "slice"))
-        parts.append(image_tag(plot_slice_recall([(n, v) for n, v, _ in recalls], gate.min_defect_recall,
-                                                 picture("defect_recall_slices.png")), "defect recall per slice"))
+        policy = settings.get("too_few", "report")
+        if min_support is not None:
+            feature_names = sorted({r["slice"].split("=")[0] for r in rows_data
+                                    if r.get("gated") and "=" in r["slice"] and not r["slice"].startswith("label=")})
+            rule = ("it is not gated, and is listed as such." if policy == "report" else "it refuses the blessing.")
+            parts.append(
+                f"<p>Overall is judged on its {confidence:.0%} lower bound; each defect class"
+                + (f" and each value of {html.escape(', '.join(feature_names))}" if feature_names else "")
+                + f" on its point estimate when it has at least {min_support} defective wafers. "
+                f"A smaller slice is too few to judge: {rule}</p>"
+            )
+        parts.append(_table(["slice", "examples", "defect recall", f"{settings['interval_confidence']:.0%} interval",
+                             "defective", "missed", "rule", f"&ge; {minimum:g}"], rows,
+                            "defect-recall", [r["slice"] for r in rows_data], "slice", classes_))
+        if too_few:
+            parts.append(f'<p id="too-few" class="few" data-slices="{html.escape(";".join(too_few))}">Too few defective wafers '
+                         f"to judge (n &lt; {min_support}): " + ", ".join(html.escape(n) for n in too_few)
+                         + (" (not gated: their recall is not evidence either way)." if policy == "report"
+                            else " (they refuse the blessing).") + "</p>")
+        plotted = [(r["slice"], r["defect_recall"]) for r in rows_data
+                   if r.get("defect_recall") is not None and not math.isnan(r["defect_recall"])]
+        if plotted:
+            parts.append(image_tag(plot_slice_recall(plotted, minimum, picture("defect_recall_slices.png"),
+                                                     {r["slice"]: r.get("interval") for r in rows_data}, too_few),
+                                   "defect recall per slice"))
 
     # Confusion matrix and class metrics.
     matrix = evaluation.get("confusion_matrix") or [[0] * len(classes) for _ in classes]
@@ -377,4 +514,5 @@ def _verdict(ok: bool) -> str:
 __all__ = [
     "REPORT_HTML", "render_report", "new_axes", "save_figure", "plot_confusion_matrix", "plot_class_metrics",
     "plot_training_curves", "plot_class_balance", "plot_slice_recall", "save_wafer_image", "slice_recalls", "fmt",
+    "slice_rows", "interval_text",
 ]

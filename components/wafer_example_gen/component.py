@@ -10,6 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.wafer_example_gen.artifacts import WaferQuarantineReport
+from components.wafer_example_gen.driver import INPUT_FINGERPRINT_KEY, WaferExampleGenDriver
 from components.wafer_example_gen.executor import Executor
 from spanet.data.readers import FORMATS
 from spanet.data.splits import DEFAULT_SPLIT_RATIOS, normalise_ratios
@@ -32,6 +33,8 @@ class WaferExampleGenSpec(types.ComponentSpec):
         SPLIT_RATIOS_KEY: ExecutionParameter(type=str),  # JSON object {split name: weight}, in split order
         SEED_KEY: ExecutionParameter(type=int),
         READER_OPTIONS_KEY: ExecutionParameter(type=str, optional=True),  # JSON object of reader keyword options
+        # Set by the driver, not by users: the data's fingerprint, so that changed data misses the cache.
+        INPUT_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {
@@ -44,11 +47,13 @@ class WaferExampleGen(base_beam_component.BaseBeamComponent):
     """Reads wafer maps / defect images (png | npz | g85 | wm811k | auto) into lot-disjoint splits of tf.Examples.
 
     Unreadable records go to the ``quarantine`` output with the file and the reason; an input where
-    nothing is readable fails the run and publishes nothing.
+    nothing is readable fails the run and publishes nothing. The driver fingerprints the data, so a
+    rerun on changed data runs again instead of reusing the cache.
     """
 
     SPEC_CLASS = WaferExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    DRIVER_CLASS = WaferExampleGenDriver
 
     def __init__(
         self,

@@ -1,14 +1,21 @@
 """Synthetic WM-811K-style wafer maps: the project's embedded default data set.
 
-Follows the recipe of `shared/spec/data.md`: a square N x N die grid whose inscribed circle holds
-the dies, background failures at 1-5 %, then each class fails the dies of its polar region with
-probability 0.5-0.9. Everything varies per map (grid size per lot, centre jitter, widths, angles,
-densities). Vectorised NumPy; deterministic for a seed: maps are made in fixed-size chunks, each
-from its own ``(seed, chunk)`` random stream, so a big data set can be streamed chunk by chunk.
+Follows the recipe of `shared/spec/data.md`, widened so that a model trained on it has seen the
+variety of real maps: an N x M die grid (often non-square, because dies are rectangular) whose
+inscribed ellipse holds the dies; background failures, uniform or clustered; then each class fails
+the dies of its region with a probability that itself varies (faint patterns are real). Every
+range is a field of :class:`PatternRanges`, with the reason for it, in one place.
+
+Geometry is drawn in *wafer coordinates*: u (columns) and v (rows) scaled so that the wafer is the
+unit disc whatever the grid's aspect ratio, which is what a circular wafer diced into rectangular
+dies looks like. Widths that real maps state in dies (a scratch one die wide, a ring at least one
+die thick) are converted per grid. Vectorised NumPy; deterministic for a seed: maps are made in
+fixed-size chunks, each from its own ``(seed, chunk)`` random stream, so a big data set can be
+streamed chunk by chunk.
 """
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,17 +44,107 @@ WM811K_CLASS_COUNTS: Dict[str, int] = {
     "Near-full": 149, "Random": 866, "Scratch": 1193, "none": 147431,
 }
 
+#: Largest grid side the generator accepts: WM-811K's largest map is 300 x 202; bigger would only
+#: cost memory (a chunk of 1,024 maps of 1,000 x 1,000 dies is 4 GB of float32 probabilities).
+MAX_GRID_SIDE = 512
+
 _SOURCE = "synthetic"
 _TWO_PI = 2.0 * np.pi
+
+Range = Tuple[float, float]
+
+
+@dataclass(frozen=True)
+class PatternRanges:
+    """Every range the generator draws from, and why. Uniform draws unless a field says otherwise.
+
+    Widths and radii are fractions of the wafer radius R (the wafer is the unit disc in wafer
+    coordinates) unless the name ends in ``_dies``. The ranges deliberately overlap what real maps
+    show at their extremes (thin, faint, partial): a model that never saw a one-die scratch or a
+    faint ring calls it ``none``.
+    """
+
+    # --- the die grid: one product, so one grid, per lot ---
+    #: Typical grid side (geometric mean of rows and columns): most WM-811K maps are 25-50 dies a side.
+    typical_side: Range = (25.0, 50.0)
+    #: Share of lots whose side is drawn log-uniformly from the config's whole [min_size, max_size]
+    #: span instead: real shapes run from 6 x 21 to 300 x 202.
+    wide_side_share: float = 0.35
+    #: Aspect ratio (columns / rows), log-uniform: rectangular dies make grids like 32 x 29 or 49 x 39.
+    aspect: Range = (0.6, 1.67)
+    #: Share of lots with a square grid (26 x 26 is among the commonest WM-811K shapes).
+    square_share: float = 0.3
+
+    # --- background failures (every class, and all of ``none``) ---
+    #: Scattered fail rate: clean wafers still lose 0-6 % of dies at random.
+    background_rate: Range = (0.0, 0.06)
+    #: Share of maps whose background failures also come in small clusters (particles, probe marks):
+    #: the ``none`` maps that naive models read as Loc or Scratch.
+    clustered_share: float = 0.3
+    #: Clusters per clustered map, and their radius in dies: 1-5 dies each, small enough not to be a
+    #: Loc blob or a short scratch (more and bigger clusters drowned faint patterns: label noise).
+    cluster_count: Range = (1, 3)
+    cluster_radius_dies: Range = (0.5, 1.2)
+
+    # --- how strongly a pattern's region fails ---
+    #: Fail probability inside a pattern's region: faint (0.3) to solid. Scratches use their own.
+    region_fail_prob: Range = (0.3, 0.95)
+    #: Share of Center, Loc and Edge-Loc patterns that are partial: a random half-plane of the region is
+    #: dropped. (Rings and donuts are partial through their arcs; a ring cut in half would be an Edge-Loc.)
+    partial_share: float = 0.2
+    #: A pattern fails at least this many dies on average (its fail probability is raised where its
+    #: region is small): fewer would be indistinguishable from background noise, i.e. label noise.
+    min_pattern_fails: float = 12.0
+    #: ... and at least this much above the map's scattered background rate: a "faint" pattern at 0.3
+    #: on a wafer losing 6 % of its dies anyway is not visible, and a label nobody could see is noise
+    #: (measured: such maps were most of the test misses and false alarms).
+    min_pattern_contrast: float = 0.4
+
+    # --- the classes ---
+    #: Center: a disc (slightly elliptic) near the centre.
+    center_radius: Range = (0.12, 0.5)
+    center_offset: Range = (0.0, 0.12)
+    #: Donut: a ring around the centre, thin to thick, closed or open (arc).
+    donut_inner: Range = (0.15, 0.6)
+    donut_width: Range = (0.06, 0.35)
+    donut_arc_deg: Range = (150.0, 360.0)
+    #: Edge-Ring: an outer band of widely varying width, (nearly) all the way round.
+    edge_ring_width: Range = (0.03, 0.2)
+    edge_ring_arc_deg: Range = (270.0, 360.0)
+    #: Edge-Loc: an outer band over part of the rim, sometimes reaching well inside.
+    edge_loc_width: Range = (0.05, 0.35)
+    edge_loc_arc_deg: Range = (20.0, 190.0)
+    #: Loc: an elliptic blob anywhere between centre and edge; semi-axes at least ``loc_min_dies``.
+    loc_distance: Range = (0.2, 0.8)
+    loc_radius: Range = (0.08, 0.3)
+    loc_min_dies: float = 2.5
+    #: Scratch: a line of total length 0.2-0.6 of the wafer's diameter (and at least
+    #: ``scratch_min_dies`` dies: shorter is a cluster, not a scratch), straight, bent or curved.
+    scratch_length: Range = (0.2, 0.6)
+    scratch_min_dies: float = 6.0
+    #: Scratch width in dies, with the weights of 1, 2 and 3 dies: very often a single die.
+    scratch_width_weights: Tuple[float, float, float] = (0.6, 0.25, 0.15)
+    #: Shares of straight, bent (one or two kinks) and curved (constant curvature) scratches.
+    scratch_shape_weights: Tuple[float, float, float] = (0.35, 0.35, 0.3)
+    #: A scratch's dies fail with this probability (scratches are continuous but can break up).
+    scratch_fail_prob: Range = (0.8, 1.0)
+    #: Near-full and Random: fail rates over the whole wafer.
+    near_full_rate: Range = (0.8, 0.97)
+    random_rate: Range = (0.25, 0.6)
+
+    def describe(self) -> List[Tuple[str, str]]:
+        """(field, value) rows for documentation and reports."""
+        return [(f.name, str(getattr(self, f.name))) for f in fields(self)]
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Everything that shapes a synthetic data set, in one place. Ranges are (low, high) inclusive-ish."""
+    """Everything that shapes a synthetic data set, in one place."""
 
-    #: Die-grid size range (N for an N x N grid); each lot (one product) gets one size.
-    min_size: int = 26
-    max_size: int = 64
+    #: Bounds on each side of the die grid (rows and columns both lie in [min_size, max_size]);
+    #: equal bounds give one square grid (as MixedWM38's 52 x 52).
+    min_size: int = 12
+    max_size: int = 120
     #: Relative weight per class name (need not sum to 1); None = the nine classes equally often.
     class_mix: Optional[Dict[str, float]] = None
     #: Share of maps that are mixed-type (2-4 patterns from MIXABLE_CLASSES, EXCLUDED_MIXES left out).
@@ -57,14 +154,15 @@ class GeneratorConfig:
     lot_prefix: str = "LOT"
     #: Inspection stage / product recorded with every map (None = unknown).
     stage: Optional[str] = "sort"
-    background_rate: Tuple[float, float] = (0.01, 0.05)
-    region_fail_prob: Tuple[float, float] = (0.5, 0.9)
+    ranges: PatternRanges = field(default_factory=PatternRanges)
     #: Maps per random stream; changing it changes the maps, so it is part of the data set's identity.
     chunk_size: int = 1024
 
     def __post_init__(self) -> None:
         if not 4 <= self.min_size <= self.max_size:
             raise ValueError(f"grid sizes must satisfy 4 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
+        if self.max_size > MAX_GRID_SIDE:
+            raise ValueError(f"max_size must be at most {MAX_GRID_SIDE} dies (WM-811K's largest map is 300 x 202), got {self.max_size}")
         if not 0.0 <= self.mixed_fraction <= 1.0:
             raise ValueError(f"mixed_fraction must be in [0, 1], got {self.mixed_fraction}")
         if self.lot_size < 1 or self.chunk_size < 1:
@@ -94,116 +192,213 @@ def allowed_mixes() -> List[Tuple[str, ...]]:
     return out
 
 
-def _u(rng: np.random.Generator, low: float, high: float, n: int) -> np.ndarray:
-    return rng.uniform(low, high, size=n).astype(np.float32)[:, None, None]
+# ----------------------------------------------------------------------------------------------
+# Geometry
+# ----------------------------------------------------------------------------------------------
 
 
-def _angle_in_arc(theta: np.ndarray, start: np.ndarray, span: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class Grid:
+    """Wafer coordinates of an N x M die grid: u across columns, v down rows, the wafer the unit disc."""
+
+    rows: int
+    cols: int
+
+    @property
+    def die_u(self) -> float:
+        """One die's width in wafer coordinates (R = 1)."""
+        return 2.0 / self.cols
+
+    @property
+    def die_v(self) -> float:
+        return 2.0 / self.rows
+
+    @property
+    def die(self) -> float:
+        """The larger die dimension: a width of k dies is at least k * die in every direction."""
+        return max(self.die_u, self.die_v)
+
+    def coordinates(self) -> Dict[str, np.ndarray]:
+        u = ((np.arange(self.cols, dtype=np.float32) - (self.cols - 1) / 2.0) / np.float32(self.cols / 2.0))
+        v = ((np.arange(self.rows, dtype=np.float32) - (self.rows - 1) / 2.0) / np.float32(self.rows / 2.0))
+        vv, uu = np.meshgrid(v, u, indexing="ij")
+        return {"u": uu, "v": vv, "r": np.sqrt(uu * uu + vv * vv), "theta": np.arctan2(vv, uu)}
+
+
+def wafer_mask(rows: int, cols: int) -> np.ndarray:
+    """The dies of an N x M grid that lie on the wafer: the ellipse inscribed in the grid."""
+    return Grid(rows, cols).coordinates()["r"] <= 1.0
+
+
+def _u(rng: np.random.Generator, span: Sequence[float], n: int) -> np.ndarray:
+    """n uniform draws from ``span``, shaped (n, 1, 1) to broadcast over a grid."""
+    return rng.uniform(span[0], span[1], size=n).astype(np.float32)[:, None, None]
+
+
+def _in_arc(theta: np.ndarray, start: np.ndarray, span_deg: np.ndarray) -> np.ndarray:
     """Whether angles `theta` (radians) lie in the arc [start, start + span)."""
-    return np.mod(theta - start, _TWO_PI) < span
+    return np.mod(theta - start, _TWO_PI) < np.deg2rad(span_deg)
 
 
-def _band_width(rng: np.random.Generator, low: float, high: float, n: int, radius: float) -> np.ndarray:
-    """A band width as a fraction of R, at least ~1.2 dies so that small grids still get a band."""
-    return np.maximum(_u(rng, low, high, n), np.float32(1.2 / radius))
+def _partial(mask: np.ndarray, geo: Dict[str, np.ndarray], rng: np.random.Generator, share: float) -> np.ndarray:
+    """Drops a random half-plane through a random point of the region for ``share`` of the maps."""
+    n = mask.shape[0]
+    chosen = rng.random(n) < share
+    if not chosen.any():
+        return mask
+    angle = _u(rng, (0.0, _TWO_PI), n)
+    offset = _u(rng, (-0.3, 0.3), n)
+    keep = geo["u"] * np.cos(angle) + geo["v"] * np.sin(angle) < offset + 0.4
+    return np.where(chosen[:, None, None], mask & keep, mask)
 
 
-def _region_masks(cls: str, n: int, geo: Dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Boolean (n, N, N) region of class `cls` for n maps, on the normalised polar grid `geo`."""
-    x, y, r, theta, radius = geo["x"], geo["y"], geo["r"], geo["theta"], float(geo["radius"])
-    if cls == "Center":
-        cx, cy = _u(rng, -0.05, 0.05, n), _u(rng, -0.05, 0.05, n)
-        return (x - cx) ** 2 + (y - cy) ** 2 <= _u(rng, 0.25, 0.45, n) ** 2
-    if cls == "Donut":
-        cx, cy = _u(rng, -0.05, 0.05, n), _u(rng, -0.05, 0.05, n)
-        rr = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
-        inner = _u(rng, 0.3, 0.6, n)
-        outer = np.maximum(_u(rng, 0.66, 0.8, n), inner + np.float32(1.5 / radius))
-        arc = _angle_in_arc(np.arctan2(y - cy, x - cx), _u(rng, 0, _TWO_PI, n), np.deg2rad(_u(rng, 150, 360, n)))
-        return (rr >= inner) & (rr <= outer) & arc
-    if cls == "Edge-Ring":
-        band = r >= 1.0 - _band_width(rng, 0.04, 0.10, n, radius)
-        return band & _angle_in_arc(theta, _u(rng, 0, _TWO_PI, n), np.deg2rad(_u(rng, 290, 360, n)))
-    if cls == "Edge-Loc":
-        band = r >= 1.0 - _band_width(rng, 0.08, 0.22, n, radius)
-        return band & _angle_in_arc(theta, _u(rng, 0, _TWO_PI, n), np.deg2rad(_u(rng, 30, 190, n)))
-    if cls == "Loc":
-        rho, phi = _u(rng, 0.3, 0.65, n), _u(rng, 0, _TWO_PI, n)
-        dx, dy = x - rho * np.cos(phi), y - rho * np.sin(phi)
-        rot = _u(rng, 0, np.pi, n)
-        a = np.maximum(_u(rng, 0.12, 0.28, n), np.float32(1.5 / radius))
-        b = a * _u(rng, 0.5, 1.0, n)
-        u, v = dx * np.cos(rot) + dy * np.sin(rot), -dx * np.sin(rot) + dy * np.cos(rot)
-        return (u / a) ** 2 + (v / b) ** 2 <= 1.0
-    if cls == "Scratch":
-        return _scratch_masks(n, geo, rng)
-    if cls in ("Near-full", "Random"):
-        return np.broadcast_to(r <= 1.0, (n,) + r.shape[-2:])
-    raise ValueError(f"no region defined for class {cls!r}")
+def _center(n, geo, grid, rng, ranges: PatternRanges):
+    offset, direction = _u(rng, ranges.center_offset, n), _u(rng, (0.0, _TWO_PI), n)
+    cu, cv = offset * np.cos(direction), offset * np.sin(direction)
+    radius = np.maximum(_u(rng, ranges.center_radius, n), np.float32(1.5 * grid.die))
+    squash = _u(rng, (0.8, 1.0), n)
+    return ((geo["u"] - cu) / radius) ** 2 + ((geo["v"] - cv) / (radius * squash)) ** 2 <= 1.0
 
 
-def _scratch_masks(n: int, geo: Dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """2-4 joined line segments, 1-3 dies wide, total length 0.2-0.45 N (in units of R: 0.4-0.9)."""
-    x, y, radius = geo["x"], geo["y"], float(geo["radius"])
-    max_segments = 4
-    segments = rng.integers(2, max_segments + 1, size=n)
-    total = rng.uniform(0.4, 0.9, size=n)  # 0.2-0.45 N, with R = N / 2
-    seg_len = np.where(np.arange(max_segments)[None, :] < segments[:, None], (total / segments)[:, None], 0.0)
-    turns = rng.uniform(-np.pi / 3, np.pi / 3, size=(n, max_segments))
-    turns[:, 0] = rng.uniform(0, _TWO_PI, size=n)
-    heading = np.cumsum(turns, axis=1)
-    start_r, start_phi = np.sqrt(rng.uniform(0, 0.35, size=n)), rng.uniform(0, _TWO_PI, size=n)
-    steps_x, steps_y = seg_len * np.cos(heading), seg_len * np.sin(heading)
-    px = np.concatenate([(start_r * np.cos(start_phi))[:, None], steps_x], axis=1).cumsum(axis=1)
-    py = np.concatenate([(start_r * np.sin(start_phi))[:, None], steps_y], axis=1).cumsum(axis=1)
-    half_width = (rng.uniform(1.0, 3.0, size=n) / 2.0 + 0.25) / radius
-    dist2 = np.full((n,) + x.shape[-2:], np.inf, dtype=np.float32)
-    for k in range(max_segments):
-        ax, ay = px[:, k, None, None], py[:, k, None, None]
-        vx, vy = steps_x[:, k, None, None], steps_y[:, k, None, None]
-        vv = np.maximum(vx * vx + vy * vy, 1e-12)
-        t = np.clip(((x - ax) * vx + (y - ay) * vy) / vv, 0.0, 1.0)
-        d2 = (x - ax - t * vx) ** 2 + (y - ay - t * vy) ** 2
-        np.minimum(dist2, d2.astype(np.float32), out=dist2)
-    return dist2 <= (half_width ** 2)[:, None, None]
+def _donut(n, geo, grid, rng, ranges: PatternRanges):
+    offset, direction = _u(rng, (0.0, 0.08), n), _u(rng, (0.0, _TWO_PI), n)
+    du, dv = geo["u"] - offset * np.cos(direction), geo["v"] - offset * np.sin(direction)
+    rr = np.sqrt(du * du + dv * dv)
+    inner = _u(rng, ranges.donut_inner, n)
+    width = np.maximum(_u(rng, ranges.donut_width, n), np.float32(1.2 * grid.die))
+    outer = np.minimum(inner + width, np.float32(0.92))
+    arc = _in_arc(np.arctan2(dv, du), _u(rng, (0.0, _TWO_PI), n), _u(rng, ranges.donut_arc_deg, n))
+    return (rr >= inner) & (rr <= outer) & arc
 
 
-def _grid_geometry(size: int) -> Dict[str, np.ndarray]:
-    """Normalised coordinates of an N x N die grid: wafer centre at 0, wafer radius R = N/2 at 1."""
-    radius = size / 2.0
-    coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0) / np.float32(radius)
-    y, x = np.meshgrid(coords, coords, indexing="ij")
-    r = np.sqrt(x * x + y * y)
-    return {"x": x, "y": y, "r": r, "theta": np.arctan2(y, x), "radius": np.float32(radius)}
+def _edge_band(n, geo, grid, rng, width: Range, arc_deg: Range):
+    band = np.maximum(_u(rng, width, n), np.float32(1.05 * grid.die))
+    # An arc at least 6 dies long, so that a narrow Edge-Loc on a small grid is still a pattern.
+    arc_deg = np.maximum(_u(rng, arc_deg, n), np.float32(np.rad2deg(6.0 * grid.die)))
+    # The band's inner edge wobbles a little around the circle, as real edge rings do.
+    wobble = band * 0.25 * np.sin(geo["theta"] * rng.integers(1, 4) + _u(rng, (0.0, _TWO_PI), n))
+    inside = geo["r"] >= 1.0 - band + wobble
+    return inside & _in_arc(geo["theta"], _u(rng, (0.0, _TWO_PI), n), np.minimum(arc_deg, 360.0))
+
+
+def _loc(n, geo, grid, rng, ranges: PatternRanges):
+    distance, direction = _u(rng, ranges.loc_distance, n), _u(rng, (0.0, _TWO_PI), n)
+    du, dv = geo["u"] - distance * np.cos(direction), geo["v"] - distance * np.sin(direction)
+    a = np.maximum(_u(rng, ranges.loc_radius, n), np.float32(ranges.loc_min_dies * grid.die))
+    b = np.maximum(a * _u(rng, (0.45, 1.0), n), np.float32(ranges.loc_min_dies * grid.die))
+    rot = _u(rng, (0.0, np.pi), n)
+    x, y = du * np.cos(rot) + dv * np.sin(rot), -du * np.sin(rot) + dv * np.cos(rot)
+    # A soft, irregular outline: the radius varies with the angle around the blob's centre.
+    lumps = 1.0 + 0.2 * np.sin(3.0 * np.arctan2(y, x) + _u(rng, (0.0, _TWO_PI), n))
+    return (x / a) ** 2 + (y / b) ** 2 <= lumps ** 2
+
+
+def scratch_path(rng: np.random.Generator, length: float, shape: int, start: Tuple[float, float], step: float) -> np.ndarray:
+    """Points (K, 2) in wafer coordinates along a scratch of ``length``: shape 0 straight, 1 bent, 2 curved."""
+    count = max(2, int(np.ceil(length / step)) + 1)
+    heading = np.full(count - 1, rng.uniform(0.0, _TWO_PI))
+    if shape == 1:  # one or two kinks of 15-70 degrees
+        for kink in np.sort(rng.choice(np.arange(1, count - 1), size=min(rng.integers(1, 3), count - 2), replace=False)):
+            heading[kink:] += rng.choice([-1.0, 1.0]) * np.deg2rad(rng.uniform(15.0, 70.0))
+    elif shape == 2:  # constant curvature: turns 30-150 degrees over its length
+        total_turn = rng.choice([-1.0, 1.0]) * np.deg2rad(rng.uniform(30.0, 150.0))
+        heading = heading + np.linspace(0.0, total_turn, count - 1)
+    steps = np.stack([np.cos(heading), np.sin(heading)], axis=1) * (length / (count - 1))
+    return np.concatenate([[start], np.asarray(start) + np.cumsum(steps, axis=0)])
+
+
+def _scratch(n, geo, grid, rng, ranges: PatternRanges):
+    """Scratches rasterised in die space: a die fails when its centre is within half the width of the path."""
+    masks = np.zeros((n,) + geo["u"].shape, dtype=bool)
+    widths = rng.choice([1, 2, 3], size=n, p=np.asarray(ranges.scratch_width_weights) / sum(ranges.scratch_width_weights))
+    shapes = rng.choice(3, size=n, p=np.asarray(ranges.scratch_shape_weights) / sum(ranges.scratch_shape_weights))
+    # Die-space coordinates (column, row) of every die, to measure distances in dies.
+    cols = (geo["u"] + 1.0) * grid.cols / 2.0
+    rows = (geo["v"] + 1.0) * grid.rows / 2.0
+    step = 0.5 * min(grid.die_u, grid.die_v)
+    for k in range(n):
+        length = max(2.0 * rng.uniform(*ranges.scratch_length), ranges.scratch_min_dies * grid.die)  # in units of R
+        start_r, start_phi = 0.75 * np.sqrt(rng.uniform()), rng.uniform(0.0, _TWO_PI)
+        path = scratch_path(rng, length, int(shapes[k]), (start_r * np.cos(start_phi), start_r * np.sin(start_phi)), step)
+        pc = (path[:, 0] + 1.0) * grid.cols / 2.0
+        pr = (path[:, 1] + 1.0) * grid.rows / 2.0
+        half = widths[k] / 2.0
+        # Only dies near the path's bounding box can be hit.
+        lo_c, hi_c = int(max(0, np.floor(pc.min() - half - 1))), int(min(grid.cols, np.ceil(pc.max() + half + 1)))
+        lo_r, hi_r = int(max(0, np.floor(pr.min() - half - 1))), int(min(grid.rows, np.ceil(pr.max() + half + 1)))
+        if lo_c >= hi_c or lo_r >= hi_r:
+            continue
+        dc = cols[lo_r:hi_r, lo_c:hi_c, None] - pc[None, None, :]
+        dr = rows[lo_r:hi_r, lo_c:hi_c, None] - pr[None, None, :]
+        near = (np.abs(dc) < half + 1e-6) & (np.abs(dr) < half + 1e-6)
+        masks[k, lo_r:hi_r, lo_c:hi_c] = near.any(axis=2)
+    return masks
+
+
+#: Classes whose patterns may be partial (see PatternRanges.partial_share).
+_PARTIAL_CLASSES = ("Center", "Loc", "Edge-Loc")
+
+_REGIONS = {
+    "Center": _center,
+    "Donut": _donut,
+    "Edge-Ring": lambda n, geo, grid, rng, ranges: _edge_band(n, geo, grid, rng, ranges.edge_ring_width, ranges.edge_ring_arc_deg),
+    "Edge-Loc": lambda n, geo, grid, rng, ranges: _edge_band(n, geo, grid, rng, ranges.edge_loc_width, ranges.edge_loc_arc_deg),
+    "Loc": _loc,
+    "Scratch": _scratch,
+}
+
+
+def _background(count: int, grid: Grid, geo, rng: np.random.Generator, ranges: PatternRanges) -> Tuple[np.ndarray, np.ndarray]:
+    """(count, N, M) fail probabilities of the background (a uniform rate, plus small clusters on some
+    maps), and each map's uniform rate, shaped (count, 1, 1)."""
+    rate = _u(rng, ranges.background_rate, count)
+    prob = np.broadcast_to(rate, (count,) + geo["u"].shape).copy()
+    clustered = np.flatnonzero(rng.random(count) < ranges.clustered_share)
+    cols = (geo["u"] + 1.0) * grid.cols / 2.0
+    rows = (geo["v"] + 1.0) * grid.rows / 2.0
+    for i in clustered:
+        for _ in range(int(rng.integers(int(ranges.cluster_count[0]), int(ranges.cluster_count[1]) + 1))):
+            r, phi = np.sqrt(rng.uniform()) * 0.95, rng.uniform(0.0, _TWO_PI)
+            cc, cr = (r * np.cos(phi) + 1.0) * grid.cols / 2.0, (r * np.sin(phi) + 1.0) * grid.rows / 2.0
+            radius = rng.uniform(*ranges.cluster_radius_dies)
+            near = (cols - cc) ** 2 + (rows - cr) ** 2 <= radius ** 2
+            prob[i] = np.where(near, np.maximum(prob[i], rng.uniform(0.5, 0.9)), prob[i])
+    return prob, rate
 
 
 def generate_die_maps(
-    multi_hot: np.ndarray, size: int, rng: np.random.Generator, config: Optional[GeneratorConfig] = None
+    multi_hot: np.ndarray, size, rng: np.random.Generator, config: Optional[GeneratorConfig] = None
 ) -> np.ndarray:
-    """Die maps (B, N, N) uint8 with 0 off-wafer / 1 pass / 2 fail for B maps of one grid size.
+    """Die maps (B, N, M) uint8 with 0 off-wafer / 1 pass / 2 fail for B maps of one grid.
 
-    `multi_hot` is (B, len(DEFECT_CLASSES)) bool: the patterns of each map (all False = ``none``).
-    Overlapping patterns take the larger fail probability.
+    `size` is N for a square grid or (N, M). `multi_hot` is (B, len(DEFECT_CLASSES)) bool: the
+    patterns of each map (all False = ``none``). Overlapping patterns take the larger fail probability.
     """
     config = config or GeneratorConfig()
+    ranges = config.ranges
+    rows, cols = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    grid = Grid(rows, cols)
     multi_hot = np.asarray(multi_hot, dtype=bool)
     count = multi_hot.shape[0]
-    geo = _grid_geometry(size)
+    geo = grid.coordinates()
     on_wafer = geo["r"] <= 1.0
-    prob = np.broadcast_to(_u(rng, *config.background_rate, count), (count, size, size)).copy()
+    prob, background = _background(count, grid, geo, rng, ranges)
     for j, cls in enumerate(DEFECT_CLASSES):
         idx = np.flatnonzero(multi_hot[:, j])
         if idx.size == 0:
             continue
-        mask = _region_masks(cls, idx.size, geo, rng)
-        if cls == "Near-full":
-            p = _u(rng, 0.80, 0.95, idx.size)
-        elif cls == "Random":
-            p = _u(rng, 0.30, 0.60, idx.size)
-        else:
-            p = _u(rng, *config.region_fail_prob, idx.size)
+        if cls in ("Near-full", "Random"):
+            rate = ranges.near_full_rate if cls == "Near-full" else ranges.random_rate
+            prob[idx] = np.maximum(prob[idx], _u(rng, rate, idx.size))
+            continue
+        mask = _partial(_REGIONS[cls](idx.size, geo, grid, rng, ranges), geo, rng,
+                        ranges.partial_share if cls in _PARTIAL_CLASSES else 0.0)
+        p = _u(rng, ranges.scratch_fail_prob if cls == "Scratch" else ranges.region_fail_prob, idx.size)
+        area = np.maximum((mask & on_wafer).sum(axis=(1, 2)), 1).astype(np.float32)[:, None, None]
+        p = np.maximum(p, background[idx] + ranges.min_pattern_contrast)
+        p = np.minimum(np.maximum(p, ranges.min_pattern_fails / area), 1.0)
         prob[idx] = np.where(mask, np.maximum(prob[idx], p), prob[idx])
-    fails = rng.random((count, size, size), dtype=np.float32) < prob
+    fails = rng.random((count, rows, cols), dtype=np.float32) < prob
     assert (OFF_WAFER_DIE, PASS_DIE, FAIL_DIE) == (0, 1, 2)  # the arithmetic below relies on this coding
     die_maps = fails.view(np.uint8) + np.uint8(PASS_DIE)
     die_maps *= on_wafer.view(np.uint8)
@@ -224,9 +419,18 @@ def _draw_labels(rng: np.random.Generator, count: int, config: GeneratorConfig) 
     return multi_hot
 
 
-def _lot_grid_size(seed: int, lot_index: int, config: GeneratorConfig) -> int:
-    """The die-grid size of a lot: one product per lot, drawn from the lot's own random stream."""
-    return int(np.random.default_rng([seed, 1, lot_index]).integers(config.min_size, config.max_size + 1))
+def lot_grid_shape(seed: int, lot_index: int, config: GeneratorConfig) -> Tuple[int, int]:
+    """The (rows, columns) of a lot's die grid: one product per lot, from the lot's own random stream."""
+    rng = np.random.default_rng([seed, 1, lot_index])
+    ranges = config.ranges
+    lo, hi = config.min_size, config.max_size
+    if rng.random() < ranges.wide_side_share:
+        side = float(np.exp(rng.uniform(np.log(lo), np.log(hi + 1))))
+    else:
+        side = rng.uniform(*ranges.typical_side)
+    aspect = 1.0 if rng.random() < ranges.square_share else float(np.exp(rng.uniform(*np.log(ranges.aspect))))
+    rows, cols = side / np.sqrt(aspect), side * np.sqrt(aspect)
+    return int(np.clip(round(rows), lo, hi)), int(np.clip(round(cols), lo, hi))
 
 
 def multi_hot_label(row: Sequence[bool]) -> str:
@@ -246,12 +450,11 @@ def iter_wafer_maps(count: int, seed: int, config: Optional[GeneratorConfig] = N
         multi_hot = _draw_labels(rng, n, config)
         index = np.arange(chunk_start, chunk_start + n)
         lots = index // config.lot_size
-        lot_sizes = {int(lot): _lot_grid_size(seed, int(lot), config) for lot in np.unique(lots)}
-        sizes = np.array([lot_sizes[int(lot)] for lot in lots])
+        shapes = {int(lot): lot_grid_shape(seed, int(lot), config) for lot in np.unique(lots)}
         images: List[Optional[np.ndarray]] = [None] * n
-        for size in np.unique(sizes):
-            members = np.flatnonzero(sizes == size)
-            rendered = die_maps_to_images(generate_die_maps(multi_hot[members], int(size), rng, config))
+        for shape in sorted(set(shapes.values())):
+            members = np.flatnonzero([shapes[int(lot)] == shape for lot in lots])
+            rendered = die_maps_to_images(generate_die_maps(multi_hot[members], shape, rng, config))
             for m, image in zip(members, rendered):
                 images[m] = image
         for k in range(n):

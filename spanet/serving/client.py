@@ -36,6 +36,9 @@ from spanet.serving.tensors import from_tensor_proto, to_tensor_proto
 #: Output names of the model's ``serving_default`` (components/serving.py); checked against the metadata.
 PROBABILITIES, CLASS_ID, CLASS_NAME, DEFECTIVE, DEFECT_SCORE = "probabilities", "class_id", "class_name", "defective", "defect_score"
 REQUIRED_OUTPUTS = (PROBABILITIES, CLASS_ID, CLASS_NAME, DEFECTIVE, DEFECT_SCORE)
+#: Outputs of models that mark inputs unlike every class: ``unknown`` (bool) and ``familiarity`` (float).
+UNKNOWN, FAMILIARITY = "unknown", "familiarity"
+OPTIONAL_OUTPUTS = (UNKNOWN, FAMILIARITY)
 #: A zero-input signature returning the class order, used when the model has one.
 CLASS_NAMES_SIGNATURE = "class_names"
 _STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
@@ -64,11 +67,15 @@ class Prediction:
     defective: bool
     defect_score: float
     model_version: int
+    #: True when the input is unlike every class the model knows (class_name is then "unknown").
+    unknown: bool = False
+    #: The largest cosine similarity to a class (None for models without it).
+    familiarity: Optional[float] = None
 
     @property
-    def confidence(self) -> float:
-        """The probability of the predicted class."""
-        return self.probabilities[self.class_name]
+    def confidence(self) -> Optional[float]:
+        """The probability of the predicted class; None for an unknown input (no class was predicted)."""
+        return self.probabilities.get(self.class_name) if not self.unknown else None
 
 
 @dataclass(frozen=True)
@@ -270,10 +277,12 @@ class ServingClient:
         return self._class_names.get(index, f"class_{index}")
 
     def _learn_class_names(self, response: predict_pb2.PredictResponse) -> Dict[str, np.ndarray]:
-        out = {k: from_tensor_proto(response.outputs[k]) for k in REQUIRED_OUTPUTS}
+        out = {k: from_tensor_proto(response.outputs[k]) for k in REQUIRED_OUTPUTS + OPTIONAL_OUTPUTS if k in response.outputs}
+        unknown = out.get(UNKNOWN, np.zeros(len(out[CLASS_ID]), bool))
         with self._lock:
-            for class_id, name in zip(out[CLASS_ID].tolist(), out[CLASS_NAME].tolist()):
-                self._class_names.setdefault(int(class_id), name.decode("utf-8", "replace"))
+            for class_id, name, is_unknown in zip(out[CLASS_ID].tolist(), out[CLASS_NAME].tolist(), unknown.tolist()):
+                if not is_unknown:  # an unknown input is named "unknown", not by its arg-max class
+                    self._class_names.setdefault(int(class_id), name.decode("utf-8", "replace"))
         return out
 
     def _predictions(self, out: Dict[str, np.ndarray], version: int) -> List[Prediction]:
@@ -287,6 +296,8 @@ class ServingClient:
                 defective=bool(out[DEFECTIVE][i]),
                 defect_score=float(out[DEFECT_SCORE][i]),
                 model_version=version,
+                unknown=bool(out[UNKNOWN][i]) if UNKNOWN in out else False,
+                familiarity=float(out[FAMILIARITY][i]) if FAMILIARITY in out else None,
             )
             for i in range(out[PROBABILITIES].shape[0])
         ]

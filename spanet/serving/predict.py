@@ -117,9 +117,11 @@ def read_all(paths: Sequence[str]) -> List[PredictInput]:
 
 
 def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
-    """A plain-text table: file, class, confidence (probability of that class), defective (with score)."""
+    """A plain-text table: file, class (``unknown`` for inputs unlike every class), confidence (probability
+    of that class), defective (with score)."""
     body = [
-        (ref, p.class_name, f"{p.confidence:.4f}", f"{'yes' if p.defective else 'no'} ({p.defect_score:.2f})")
+        (ref, p.class_name, "-" if p.confidence is None else f"{p.confidence:.4f}",
+         f"{'yes' if p.defective else 'no'} ({p.defect_score:.2f})" + (", unlike every class: sent to review" if p.unknown else ""))
         for ref, p in rows
     ]
     widths = [max(len(str(r[i])) for r in [TABLE_COLUMNS, *body]) for i in range(len(TABLE_COLUMNS))]

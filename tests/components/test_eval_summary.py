@@ -1,10 +1,14 @@
-"""Class metrics from the confusion matrix, and the gate's configuration."""
+"""Class metrics from the confusion matrix, the gate's configuration, and strict JSON."""
+
+import json
 
 import numpy as np
 import pytest
 
-from components.eval_summary import class_metrics_from_confusion, confusion_matrix_from_plot
-from components.evaluation import DEFECT_RECALL, FALSE_ALARM_RATE, GateConfig, build_eval_config
+from components.eval_summary import class_metrics_from_confusion, confusion_matrix_from_plot, gate_settings, strict_json
+from components.evaluation import (
+    DEFECT_RECALL, DEFECT_RECALL_GATE, DEFECT_RECALL_LOWER_BOUND, FALSE_ALARM_RATE, GateConfig, build_eval_config,
+)
 
 
 def test_class_metrics_are_the_textbook_formulas():
@@ -34,19 +38,61 @@ def test_confusion_matrix_from_tfma_plot():
     np.testing.assert_array_equal(confusion_matrix_from_plot(plot, 2), [[7, 0], [2, 5]])
 
 
-def test_eval_config_gates_every_defect_class_and_stage():
+def _metric(config, name):
+    return next(m for spec in config.metrics_specs for m in spec.metrics if json.loads(m.config or "{}").get("name") == name)
+
+
+def _gated(metric):
+    (per_slice,) = metric.per_slice_thresholds
+    return [dict(s.feature_values) or list(s.feature_keys) for s in per_slice.slicing_specs], per_slice
+
+
+def test_eval_config_gates_overall_on_the_lower_bound_and_every_class_and_slice_on_the_gate_value():
     gate = GateConfig(class_names=("Center", "Scratch", "none"), min_defect_recall=0.99, max_false_alarm_rate=0.1)
     config = build_eval_config(gate)
-    recall = next(m for spec in config.metrics_specs for m in spec.metrics if DEFECT_RECALL in m.config)
-    (per_slice,) = recall.per_slice_thresholds
-    gated = [dict(s.feature_values) or list(s.feature_keys) for s in per_slice.slicing_specs]
-    assert gated == [[], {"label": "Center"}, {"label": "Scratch"}, ["stage"]]
+
+    bound = _metric(config, DEFECT_RECALL_LOWER_BOUND)
+    assert (bound.class_name, bound.module) == ("DefectRecallBounds", "components.recall_bounds")
+    assert json.loads(bound.config)["confidence"] == 0.95
+    slices, per_slice = _gated(bound)
+    assert slices == [[]]  # overall only
     assert per_slice.threshold.value_threshold.lower_bound.value == 0.99
-    false_alarms = next(m for spec in config.metrics_specs for m in spec.metrics if FALSE_ALARM_RATE in m.config)
+
+    judged = _metric(config, DEFECT_RECALL_GATE)
+    assert (judged.class_name, judged.module) == ("DefectRecallGate", "components.recall_bounds")
+    assert json.loads(judged.config) == {"name": DEFECT_RECALL_GATE, "min_support": 30, "too_few": "report"}
+    slices, per_slice = _gated(judged)
+    assert slices == [{"label": "Center"}, {"label": "Scratch"}, ["stage"], ["size_bucket"], ["aspect_bucket"]]
+    assert per_slice.threshold.value_threshold.lower_bound.value == 0.99
+    assert per_slice.threshold.change_threshold.absolute.value == -gate.recall_tolerance
+
+    # The point estimate stays (stock Recall) and is gated only against the baseline, overall.
+    point = _metric(config, DEFECT_RECALL)
+    assert point.class_name == "Recall"
+    slices, per_slice = _gated(point)
+    assert slices == [[]] and not per_slice.threshold.HasField("value_threshold")
+    assert per_slice.threshold.change_threshold.absolute.value == -gate.recall_tolerance
+
+    false_alarms = _metric(config, FALSE_ALARM_RATE)
     assert false_alarms.per_slice_thresholds[0].threshold.value_threshold.upper_bound.value == 0.1
     # Every gated slice must also be computed, or TFMA fails validation as "missing slice".
     computed = {s.SerializeToString() for s in config.slicing_specs}
-    assert all(s.SerializeToString() in computed for s in per_slice.slicing_specs)
+    for metric in (bound, judged, point, false_alarms):
+        for per_slice in metric.per_slice_thresholds:
+            assert all(s.SerializeToString() in computed for s in per_slice.slicing_specs)
+
+
+def test_gate_settings_reach_the_metric_configs_and_are_read_back():
+    gate = GateConfig(class_names=("a", "none"), min_defect_recall=0.95, confidence=0.9, min_slice_support=50,
+                      too_few="refuse", slice_features=())
+    config = build_eval_config(gate)
+    assert json.loads(_metric(config, DEFECT_RECALL_GATE).config)["too_few"] == "refuse"
+    settings = gate_settings(config)
+    assert {k: settings[k] for k in ("min_defect_recall", "confidence", "min_slice_support", "too_few",
+                                     "max_false_alarm_rate")} == {
+        "min_defect_recall": 0.95, "confidence": 0.9, "min_slice_support": 50, "too_few": "refuse",
+        "max_false_alarm_rate": 0.1}
+    assert [dict(s.feature_values) for s in settings["gated_slicing_specs"]] == [{"label": "a"}]
 
 
 def test_gate_config_errors():
@@ -54,3 +100,20 @@ def test_gate_config_errors():
         GateConfig(class_names=("a", "b"))
     with pytest.raises(ValueError, match=r"min_defect_recall must be in \[0, 1\]"):
         GateConfig(class_names=("a", "none"), min_defect_recall=1.5)
+    with pytest.raises(ValueError, match="too_few must be one of"):
+        GateConfig(class_names=("a", "none"), too_few="pass")
+    with pytest.raises(ValueError, match="min_slice_support must be a whole number >= 1"):
+        GateConfig(class_names=("a", "none"), min_slice_support=0)
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
+        GateConfig(class_names=("a", "none"), confidence=1.0)
+
+
+def test_default_gate_slices_by_stage_map_size_and_aspect():
+    assert GateConfig(class_names=("a", "none")).slice_features == ("stage", "size_bucket", "aspect_bucket")
+
+
+def test_strict_json_replaces_nan_and_infinities():
+    value = {"a": float("nan"), "b": [1.0, float("inf"), np.float32(2.5)], "c": {"d": np.int64(3), "e": "x"}}
+    clean = strict_json(value)
+    assert clean == {"a": None, "b": [1.0, None, 2.5], "c": {"d": 3, "e": "x"}}
+    json.dumps(clean, allow_nan=False)

@@ -43,3 +43,4 @@ def test_rates_are_direct_counts():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="1-D of one length"):
         choose_threshold(np.zeros(3), np.zeros(2, bool), 0.99, 0.9)
+

@@ -134,6 +134,62 @@ def test_report_shows_every_class_with_the_numbers_it_was_given(tmp_path, embed)
         assert picture.size[0] >= 20 and picture.size[1] >= 20
 
 
+def _gated_data(too_few="report"):
+    """_data() with the summary's exact-bounds gate: overall 3 misses in 17, Center judged, Scratch too few."""
+    from components import clopper_pearson as cp
+
+    data = _data()
+    gate = {"min_defect_recall": 0.99, "confidence": 0.95, "interval_confidence": 0.95, "min_slice_support": 10,
+            "too_few": too_few, "max_false_alarm_rate": 0.1}
+    overall = {"defect_recall": 14 / 17, "lower_bound": cp.lower_bound(14, 17), "interval": list(cp.interval(14, 17)),
+               "support": 17, "misses": 3, "rule": "lower bound", "verdict": "fail", "defects_needed": 773,
+               "false_alarm_rate": 1 / 13, "false_alarm_interval": list(cp.interval(1, 13)), "normal_support": 13,
+               "false_alarms": 1}
+    center = {"slice": "label=Center", "defect_recall": 0.9, "interval": list(cp.interval(9, 10)), "support": 10,
+              "misses": 1, "rule": "point estimate (n >= 10)", "verdict": "fail"}
+    scratch = {"slice": "label=Scratch", "defect_recall": 5 / 7, "interval": list(cp.interval(5, 7)), "support": 7,
+               "misses": 2, "rule": "too few to judge (n < 10)",
+               "verdict": "too few to judge" if too_few == "report" else "fail"}
+    data.evaluation.update({
+        "defect_recall_lower_bound": overall["lower_bound"], "overall": overall, "gate": gate,
+        "gated_slices": [{"slice": "overall", **{k: overall[k] for k in ("defect_recall", "interval", "support", "misses",
+                                                                         "rule", "verdict")}}, center, scratch],
+        "too_few_to_judge": ["label=Scratch"],
+    })
+    data.evaluation["slices"]["label=Scratch"] = {"defect_score/defect_recall": 5 / 7, "probabilities/example_count": 7.0}
+    return data
+
+
+@pytest.mark.parametrize("too_few", ["report", "refuse"])
+def test_report_shows_intervals_supports_rules_and_too_few_slices(tmp_path, too_few):
+    data = _gated_data(too_few)
+    path = render_report(data, str(tmp_path), embed_images=False)
+    text = open(path, encoding="utf-8").read()
+    page = parse_report(text)
+    overall = data.evaluation["overall"]
+    bound, (low, high) = overall["lower_bound"], overall["interval"]
+    gate = page.tables["gate"]
+    assert gate["defect_recall"][1:] == ["0.8235", "\u2265 0.99", "fail", f"[{low:.4f}, {high:.4f}]",
+                                         "17 defective (3 missed)", "95% one-sided lower bound \u2265 0.99"]
+    assert gate["defect_recall_lower_bound"][1] == f"{bound:.4f}" and gate["defect_recall_lower_bound"][3] == "fail"
+    low, high = overall["false_alarm_interval"]
+    assert gate["false_alarm_rate"][4:6] == [f"[{low:.4f}, {high:.4f}]", "13 normal (1 flagged)"]
+    assert float(page.by_id["lower-bound-note"]["data-lower-bound"]) == pytest.approx(bound)
+    assert "from 773 defective test wafers" in text
+
+    slices = page.tables["defect-recall"]
+    assert list(slices) == ["overall", "label=Center", "label=Scratch"]  # gated slices first, in gate order
+    low, high = overall["interval"]
+    assert slices["overall"][2:] == ["0.8235", f"[{low:.4f}, {high:.4f}]", "17", "3", "lower bound", "fail"]
+    assert slices["label=Center"][4:] == ["10", "1", "point estimate (n >= 10)", "fail"]
+    # The small slice is neither passed nor failed on its recall: it is too few to judge (or refused).
+    expected = "too few to judge" if too_few == "report" else "fail"
+    assert slices["label=Scratch"][4:] == ["7", "2", "too few to judge (n < 10)", expected]
+    assert '<tr data-slice="label=Scratch" class="too-few">' in text
+    assert page.by_id["too-few"]["data-slices"] == "label=Scratch"
+    assert ("not gated" in text) == (too_few == "report") and ("refuses the blessing" in text) == (too_few == "refuse")
+
+
 # ---------------------------------------------------------------- the tiny pipeline run's report
 
 @pytest.fixture(scope="module")

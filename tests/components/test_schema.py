@@ -56,3 +56,17 @@ def test_planted_unknown_label_and_missing_image_are_reported():
     assert kinds[features.LABEL_KEY] == {"ENUM_TYPE_UNEXPECTED_STRING_VALUES"}
     assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in kinds[features.IMAGE_KEY]
     assert "actual = 0.95" in info[features.IMAGE_KEY].description  # 1 of 20 examples has no image
+
+
+def test_slicing_buckets_are_required_and_in_their_domains():
+    schema = schemas.load_schema()
+    for key, values in ((features.SIZE_BUCKET_KEY, features.SIZE_BUCKETS), (features.ASPECT_BUCKET_KEY, features.ASPECT_BUCKETS)):
+        feature = next(f for f in schema.feature if f.name == key)
+        assert feature.presence.min_fraction == 1.0 and feature.domain == key
+        assert tuple(next(d for d in schema.string_domain if d.name == key).value) == values
+    examples = _examples()
+    examples[2].features.feature[features.SIZE_BUCKET_KEY].bytes_list.value[0] = b"huge"
+    del examples[4].features.feature[features.ASPECT_BUCKET_KEY]
+    info = dict(tfdv.validate_statistics(_stats(examples), schema).anomaly_info)
+    assert set(info) == {features.SIZE_BUCKET_KEY, features.ASPECT_BUCKET_KEY}
+    assert "huge" in info[features.SIZE_BUCKET_KEY].description

@@ -22,13 +22,13 @@ MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_work
 COUNT, LOT_SIZE = 60, 5
 
 
-def _run(tmp_path, component, beam_args=()):
+def _run(tmp_path, component, beam_args=(), enable_cache=False):
     """Run a one-component pipeline; return the published artifacts {type name: [artifact]}."""
     db = str(tmp_path / "metadata.db")
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="wafer-example-gen-test", pipeline_root=str(tmp_path / "root"), components=[component],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
-        beam_pipeline_args=list(beam_args),
+        beam_pipeline_args=list(beam_args), enable_cache=enable_cache,
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
@@ -59,12 +59,46 @@ def png_data(tmp_path_factory):
 
 
 def test_feature_contract_and_example_builder():
-    assert features.FEATURE_KEYS == ("image", "label", "lot_id", "wafer_id", "stage", "source", "height", "width")
+    assert features.FEATURE_KEYS == ("image", "label", "lot_id", "wafer_id", "stage", "source", "height", "width",
+                                     "size_bucket", "aspect_bucket")
+    assert set(features.BYTES_KEYS) | set(features.INT_KEYS) == set(features.FEATURE_KEYS)
     rec = generate_wafer_maps(1, 0)[0]
     f = features.record_to_example(rec).features.feature
+    assert set(f) == set(features.FEATURE_KEYS)
     assert np.array_equal(decode_image(f["image"].bytes_list.value[0]), rec.image)
     assert f["label"].bytes_list.value[0].decode() == rec.label and f["stage"].bytes_list.value[0] == b"sort"
     assert (f["height"].int64_list.value[0], f["width"].int64_list.value[0]) == rec.original_shape
+    height, width = rec.original_shape
+    assert f["size_bucket"].bytes_list.value[0].decode() == features.size_bucket(height, width)
+    assert f["aspect_bucket"].bytes_list.value[0].decode() == features.aspect_bucket(height, width)
+
+
+@pytest.mark.parametrize("shape, size, aspect", [
+    ((6, 21), "<25", "wide"),  # WM-811K's smallest: sqrt(126) = 11.2, 21 / 6 = 3.5
+    ((32, 29), "25-50", "square"),  # its most common
+    ((25, 25), "25-50", "square"),  # edges are half-open: 25 starts the second bucket
+    ((24, 26), "<25", "square"),  # sqrt(624) = 24.98
+    ((50, 50), "50-100", "square"),
+    ((100, 100), ">=100", "square"),
+    ((300, 202), ">=100", "tall"),  # its largest: 202 / 300 = 0.67
+    ((40, 32), "25-50", "square"),  # 32 / 40 = 0.8: square includes 0.8
+    ((41, 32), "25-50", "tall"),
+    ((32, 40), "25-50", "square"),  # 1.25: included too
+    ((32, 41), "25-50", "wide"),
+])
+def test_size_and_aspect_buckets(shape, size, aspect):
+    assert features.size_bucket(*shape) == size and features.aspect_bucket(*shape) == aspect
+    assert size in features.SIZE_BUCKETS and aspect in features.ASPECT_BUCKETS
+
+
+def test_bucket_values_equal_the_schema_domains():
+    import schemas
+
+    domains = {d.name: tuple(d.value) for d in schemas.load_schema().string_domain}
+    assert domains[features.SIZE_BUCKET_KEY] == features.SIZE_BUCKETS
+    assert domains[features.ASPECT_BUCKET_KEY] == features.ASPECT_BUCKETS
+    with pytest.raises(ValueError, match="positive sides"):
+        features.size_bucket(0, 5)
 
 
 def test_component_configuration_is_checked_and_json_only():
@@ -130,6 +164,47 @@ def test_in_process_run_of_an_npz_with_mixed_types_excluded(tmp_path):
     summary = json.load(open(os.path.join(report.uri, SUMMARY_JSON)))
     assert summary["rejected_total"]["excluded"] == mixed and summary["data_format"] == "npz"
     assert open(os.path.join(report.uri, REJECTED_CSV)).read().strip() == "ref,reason,label"
+
+
+@pytest.mark.slow
+def test_changed_data_misses_the_cache_and_unchanged_data_hits_it(tmp_path):
+    """A rerun on the same path after the data changed must ingest again (issue: stale cache)."""
+    data = tmp_path / "png"
+    write_dataset(generate_wafer_maps(20, 4, lot_size=5, min_size=26, max_size=30, class_mix={"Center": 1.0, "none": 1.0}),
+                  str(data), "png")
+
+    def run_once():
+        gen = WaferExampleGen(data_path=str(data), data_format="png", seed=1)
+        return sorted(a.id for a in _run(tmp_path, gen, enable_cache=True)["Examples"])
+
+    first = run_once()
+    assert run_once() == first  # unchanged data: the cached execution is reused, no new artifact
+    extra = generate_wafer_maps(5, 9, lot_size=5, min_size=26, max_size=30, class_mix={"Loc": 1.0})
+    os.makedirs(data / "Loc", exist_ok=True)
+    from spanet.data.imageio import encode_png
+    for i, record in enumerate(extra):  # a new class appears: files and their manifest rows
+        (data / "Loc" / f"new{i}.png").write_bytes(encode_png(record.image))
+        with open(data / "manifest.csv", "a") as fh:
+            fh.write(f"Loc/new{i}.png,Loc,LOTNEW,{i + 1:02d},sort\n")
+    changed = run_once()
+    assert len(changed) == len(first) + 1  # ingested again
+    assert run_once() == changed
+
+
+def test_fingerprint_follows_names_sizes_and_times(tmp_path):
+    from components.wafer_example_gen.driver import input_fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"12345")
+    before = input_fingerprint(str(tmp_path))
+    assert before.startswith("files:1,bytes:5,") and input_fingerprint(str(tmp_path)) == before
+    (tmp_path / "a" / "y.png").write_bytes(b"1")
+    assert input_fingerprint(str(tmp_path)) != before
+    os.remove(tmp_path / "a" / "y.png")
+    assert input_fingerprint(str(tmp_path)) == before
+    os.utime(tmp_path / "a" / "x.png", ns=(1, 1))
+    assert input_fingerprint(str(tmp_path)) != before
+    assert input_fingerprint(str(tmp_path / "missing")) == "missing"
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ DEPENDENCIES = {
     "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
     "SchemaAnomalyGate": {"ExampleValidator"},
     "Transform": {"WaferExampleGen", "ImportSchemaGen", "SchemaAnomalyGate"},
-    "Trainer": {"Transform", "ImportSchemaGen"},
+    "Trainer": {"WaferExampleGen", "Transform", "ImportSchemaGen"},  # raw examples (die-level augmentation) + the graph
     "Evaluator": {"WaferExampleGen", "Trainer", "ImportSchemaGen", "latest_blessed_model_resolver-model-resolver"},
     "Pusher": {"Trainer", "Evaluator"},
 }

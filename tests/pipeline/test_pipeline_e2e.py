@@ -86,6 +86,26 @@ def test_evaluator_defect_recall_equals_a_direct_count(tiny_pipeline_run):
     assert sum(m["support"] for m in evaluation["per_class"].values()) == len(serialized)
 
 
+def test_inputs_unlike_every_class_are_unknown_and_flagged(pushed_model_dir, tiny_class_mix, tiny_pipeline_run):
+    from spanet.data.probes import unknown_probes
+
+    model = tf.saved_model.load(_latest_version(str(pushed_model_dir)))
+    serve = model.signatures["serving_default"]
+    for name, images in unknown_probes().items():
+        out = serve(images=tf.constant(images))
+        assert out["unknown"].numpy().all(), f"{name}: familiarity {out['familiarity'].numpy()} not below {model.familiarity_threshold.numpy()}"
+        assert out["defective"].numpy().all(), name  # sent to review, never a confident normal
+        assert {n.decode() for n in out["class_name"].numpy()} == {"unknown"}, name
+        assert (out["defect_score"].numpy() > 0.5).all(), name  # the Evaluator counts what is served
+    good = generate_wafer_maps(30, seed=12, class_mix=tiny_class_mix)
+    out = serve(images=tf.constant([encode_png(r.image) for r in good]))
+    assert out["unknown"].numpy().mean() <= 0.1
+    # The threshold was chosen on the eval split to reject at most 1 % of its normal wafers.
+    summary = tiny_pipeline_run["results"].training_summary
+    assert summary["eval_unknown_rate_normal"] <= 0.01
+    assert summary["familiarity_threshold"] == pytest.approx(float(model.familiarity_threshold.numpy()), abs=1e-6)
+
+
 def _png_folder_with_unknown_label(path, count=40):
     """A PNG data set in the users' layout in which three wafers carry a label outside the schema."""
     from spanet.data.writers import write_dataset

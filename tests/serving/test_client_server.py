@@ -210,3 +210,19 @@ def test_rest_status_metadata_and_predict(server, served_version, sample_images,
         rows = json.load(response)["predictions"]
     assert [row["class_name"] for row in rows] == [n.decode() for n in reference_outputs["class_name"][:3]]
     np.testing.assert_allclose([row["probabilities"] for row in rows], reference_outputs["probabilities"][:3], atol=1e-5)
+
+
+def test_inputs_unlike_every_class_come_back_unknown_over_grpc_and_rest(client, server):
+    from spanet.data.probes import unknown_probes
+
+    probes = unknown_probes()
+    images = probes["noise"][:2] + probes["blank"][:1] + probes["photograph"]
+    for prediction in client.predict_images(images):
+        assert prediction.unknown and prediction.class_name == "unknown" and prediction.defective
+        assert prediction.confidence is None and prediction.familiarity is not None
+    root = f"http://127.0.0.1:{server.rest_port}/v1/models"
+    body = json.dumps({"instances": [{"b64": base64.b64encode(image).decode()} for image in images]}).encode()
+    request = urllib.request.Request(f"{root}/spanet:predict", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        rows = json.load(response)["predictions"]
+    assert [(row["class_name"], row["unknown"], row["defective"]) for row in rows] == [("unknown", True, True)] * len(images)

@@ -106,3 +106,15 @@ def test_serve_process_answers_then_stops_on_sigterm(source_base_dir, sample_ima
     text = log_path.read_text()
     assert len(re.findall(r"model wafers: loaded version \d+ from ", text)) == 1
     assert "shutting down" in text
+
+
+def test_predict_shows_unknown_for_an_input_unlike_every_class(server, tmp_path, capsys):
+    from spanet.data.probes import unknown_probes
+
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(unknown_probes()["noise"][0])
+    code = main(["predict", "--server", f"127.0.0.1:{server.port}", "--model-name", "spanet", "--wait", "5", str(noise)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row = out.strip().splitlines()[2]
+    assert row.split()[:4] == [str(noise), "unknown", "-", "yes"] and "sent to review" in row
