@@ -12,6 +12,7 @@ from typing import Dict, Optional, Tuple
 from components.config import ImageConfig, ModuleConfig, TrainingConfig
 from components.evaluation import GateConfig
 from spanet.data.classes import NORMAL_CLASS, WAFER_CLASSES
+from spanet.data.generator import GeneratorConfig, PatternRanges
 
 #: Splits by lot: the Trainer fits on train, picks its operating point on eval; the gate judges test.
 #: A quarter goes to test so that the default data's test split holds ~830 defective wafers: the
@@ -41,9 +42,18 @@ class DefaultDataConfig:
     # Relative class weights: `none` dominates as in real fabs (85% in WM-811K), less extreme so
     # that every defect class has enough test wafers for a per-class recall gate.
     class_mix: Tuple[Tuple[str, float], ...] = (("none", 4.0),) + tuple((c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)
+    #: The generator's ranges and grid bounds (spanet.data.generator); the tests narrow them for a tiny, easy problem.
+    ranges: PatternRanges = field(default_factory=PatternRanges)
+    min_size: int = GeneratorConfig.min_size
+    max_size: int = GeneratorConfig.max_size
 
     def class_mix_dict(self) -> Dict[str, float]:
         return dict(self.class_mix)
+
+    def generator_config(self) -> GeneratorConfig:
+        """The generator configuration that makes this data set."""
+        return GeneratorConfig(class_mix=self.class_mix_dict(), lot_size=self.lot_size, ranges=self.ranges,
+                               min_size=self.min_size, max_size=self.max_size)
 
 
 @dataclass(frozen=True)

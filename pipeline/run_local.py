@@ -84,12 +84,12 @@ def ensure_default_data(config: PipelineConfig) -> str:
     path = config.default_data_dir
     if os.path.isdir(path):
         return path
-    from spanet.data.generator import GeneratorConfig, iter_wafer_maps
+    from spanet.data.generator import iter_wafer_maps
     from spanet.data.writers import write_dataset
 
     data = config.default_data
     print(f"Generating the default data set: {data.count} synthetic wafer maps (seed {data.seed}) -> {path}")
-    records = iter_wafer_maps(data.count, data.seed, GeneratorConfig(class_mix=data.class_mix_dict(), lot_size=data.lot_size))
+    records = iter_wafer_maps(data.count, data.seed, data.generator_config())
     write_dataset(records, path, "png", total=data.count, show_progress=True)
     return path
 

@@ -25,14 +25,24 @@ def pytest_unconfigure(config):
 TINY_CLASSES = ("Center", "Random", "none")
 
 
+def _tiny_ranges():
+    """The generator's ranges narrowed to clearly visible patterns: a test of the pipeline, not of the model."""
+    from spanet.data.generator import PatternRanges
+
+    return PatternRanges(center_radius=(0.25, 0.45), region_fail_prob=(0.6, 0.95), background_rate=(0.0, 0.04),
+                         clustered_share=0.0, partial_share=0.0)
+
+
 def tiny_pipeline_config(output_root, **changes):
     """A PipelineConfig that trains in about a minute on 2 cores and is good enough to be blessed."""
     from components.evaluation import GateConfig
     from pipeline.config import DefaultDataConfig, PipelineConfig
 
+    TINY_RANGES = _tiny_ranges()
     config = PipelineConfig(
         output_root=str(output_root),
-        default_data=DefaultDataConfig(count=300, seed=3, lot_size=5, class_mix=tuple((name, 1.0) for name in TINY_CLASSES)),
+        default_data=DefaultDataConfig(count=300, seed=3, lot_size=5, class_mix=tuple((name, 1.0) for name in TINY_CLASSES),
+                                       ranges=TINY_RANGES, min_size=26, max_size=64),
         class_names=TINY_CLASSES,
         beam_args=(),  # in-process Beam: the multi-process start-up costs more than tiny data saves
     )
@@ -51,6 +61,19 @@ def tiny_pipeline_config(output_root, **changes):
 def tiny_class_mix():
     """A generator class mix of the tiny model's classes, equally often: maps the tiny model gets right."""
     return {name: 1.0 for name in TINY_CLASSES}
+
+
+@pytest.fixture(scope="session")
+def tiny_maps(tiny_class_mix):
+    """``tiny_maps(count, seed, **overrides)``: fresh maps of the tiny problem (its classes and ranges)."""
+    from spanet.data.generator import generate_wafer_maps
+
+    data = tiny_pipeline_config("unused").default_data
+
+    def make(count, seed, **overrides):
+        return generate_wafer_maps(count, seed, data.generator_config(), **overrides)
+
+    return make
 
 
 @pytest.fixture(scope="session")

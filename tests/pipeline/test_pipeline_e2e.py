@@ -55,9 +55,9 @@ def test_artefacts_of_every_component(tiny_pipeline_run):
     assert glob.glob(os.path.join(results.trainer_run_dir, "**", "events.out.tfevents.*"), recursive=True)
 
 
-def test_pushed_model_answers_a_png_with_a_class_name(pushed_model_dir, tiny_class_mix):
+def test_pushed_model_answers_a_png_with_a_class_name(pushed_model_dir, tiny_class_mix, tiny_maps):
     model = tf.saved_model.load(_latest_version(str(pushed_model_dir)))
-    records = generate_wafer_maps(6, seed=11, class_mix=tiny_class_mix)
+    records = tiny_maps(6, 11)
     pngs = [encode_png(r.image) for r in records]
     out = model.signatures["serving_default"](images=tf.constant(pngs))
     names = [n.decode() for n in out["class_name"].numpy()]
@@ -82,11 +82,14 @@ def test_evaluator_defect_recall_equals_a_direct_count(tiny_pipeline_run):
     direct = float((scores[is_defect] > 0.5).mean())
     evaluation = summarize_evaluation(results.evaluation_uri, results.training_summary["class_names"])
     assert evaluation["defect_recall"] == pytest.approx(direct, abs=1e-6)
-    assert evaluation["defect_recall"] >= 0.99 and evaluation["validation_ok"]
+    # The tiny run's gate is configured for its size (tests/conftest.py): its lower bound must clear that.
+    gate = config.gate_config
+    assert evaluation["validation_ok"] and evaluation["defect_recall_lower_bound"] >= gate.min_defect_recall
+    assert evaluation["defect_recall"] >= evaluation["defect_recall_lower_bound"]
     assert sum(m["support"] for m in evaluation["per_class"].values()) == len(serialized)
 
 
-def test_inputs_unlike_every_class_are_unknown_and_flagged(pushed_model_dir, tiny_class_mix, tiny_pipeline_run):
+def test_inputs_unlike_every_class_are_unknown_and_flagged(pushed_model_dir, tiny_maps, tiny_pipeline_run):
     from spanet.data.probes import unknown_probes
 
     model = tf.saved_model.load(_latest_version(str(pushed_model_dir)))
@@ -97,7 +100,7 @@ def test_inputs_unlike_every_class_are_unknown_and_flagged(pushed_model_dir, tin
         assert out["defective"].numpy().all(), name  # sent to review, never a confident normal
         assert {n.decode() for n in out["class_name"].numpy()} == {"unknown"}, name
         assert (out["defect_score"].numpy() > 0.5).all(), name  # the Evaluator counts what is served
-    good = generate_wafer_maps(30, seed=12, class_mix=tiny_class_mix)
+    good = tiny_maps(30, 12)
     out = serve(images=tf.constant([encode_png(r.image) for r in good]))
     assert out["unknown"].numpy().mean() <= 0.1
     # The threshold was chosen on the eval split to reject at most 1 % of its normal wafers.

@@ -71,11 +71,9 @@ def client(server):
 
 
 @pytest.fixture(scope="session")
-def wafer_records(tiny_class_mix):
-    """A dozen synthetic wafer maps of the tiny model's classes, of varied grid sizes (26-64 dies)."""
-    from spanet.data.generator import generate_wafer_maps
-
-    return generate_wafer_maps(12, 11, class_mix=tiny_class_mix)
+def wafer_records(tiny_maps):
+    """A dozen synthetic wafer maps of the tiny model's problem, of varied grid sizes (26-64 dies)."""
+    return tiny_maps(12, 11)
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def input_files(tmp_path_factory, wafer_records, tiny_class_mix):
+def input_files(tmp_path_factory, wafer_records, tiny_maps):
     """A PNG image and a MixedWM38 npz holding three 52x52 wafer maps."""
     from spanet.data.formats.mixedwm38 import write_mixedwm38
-    from spanet.data.generator import generate_wafer_maps
     from spanet.data.imageio import encode_png
 
     folder = tmp_path_factory.mktemp("predict_inputs")
     png = folder / "wafer.png"
     png.write_bytes(encode_png(wafer_records[0].image))
     npz = folder / "maps.npz"
-    maps = generate_wafer_maps(3, 5, min_size=52, max_size=52, class_mix=tiny_class_mix)
+    maps = tiny_maps(3, 5, min_size=52, max_size=52)
     write_mixedwm38(maps, str(npz))
     return png, npz, maps
 
