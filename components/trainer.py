@@ -100,26 +100,25 @@ def make_dataset(
     Images go through Transform's own :func:`decode` and :func:`resize` (the exported model's
     preprocessing), with die-level augmentation between the two for training. Training caches the
     encoded bytes and augments afresh every epoch, forever; evaluation caches the model inputs (unless
-    ``cache`` is False, for a single pass) and declares its number of batches, which Keras needs to evaluate with ``steps_per_execution > 1``.
+    ``cache`` is False, for a single pass) and declares its number of batches, which Keras needs to
+    evaluate with ``steps_per_execution > 1``.
     """
     table = tf.constant(weights)
     parallel = os.cpu_count() or 1
+    augmentation = config.augment_config() if training else None
+
+    def prepare(encoded, label):
+        pixels = decode(encoded, image)
+        if augmentation is not None:
+            pixels = augment_wafer_map(pixels, augmentation)
+        return resize(pixels, image), label
+
     dataset = _raw_records(patterns, class_names)
-    augmentation = config.augment_config()
     if training:
         dataset = dataset.cache().shuffle(4096, seed=config.seed, reshuffle_each_iteration=True).repeat()
-
-        def prepare(encoded, label):
-            pixels = decode(encoded, image)
-            if augmentation is not None:
-                pixels = augment_wafer_map(pixels, augmentation)
-            return resize(pixels, image), label
-
-        dataset = dataset.map(prepare, num_parallel_calls=parallel)
-    else:
-        dataset = dataset.map(lambda encoded, label: (resize(decode(encoded, image), image), label), num_parallel_calls=parallel)
-        if cache:
-            dataset = dataset.cache()
+    dataset = dataset.map(prepare, num_parallel_calls=parallel)
+    if not training and cache:
+        dataset = dataset.cache()
     dataset = dataset.batch(batch_size)
     if training and augmentation is not None:
         dataset = dataset.map(lambda images, labels: (dihedral(images, augmentation.flip), labels), num_parallel_calls=parallel)
