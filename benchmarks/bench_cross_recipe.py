@@ -29,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-UNKNOWN = "unknown"
 
 
 def newest_version(model_dir: str) -> str:
@@ -75,6 +74,7 @@ def predict(model, pngs: Sequence[bytes], batch: int = 256) -> Dict[str, np.ndar
 def score(labels: Sequence[str], predicted: Dict[str, np.ndarray], class_names: Sequence[str], normal: str) -> Dict:
     """Per-class recall / precision / F1, macro-F1, defect recall (with its 95 % lower bound), false alarms."""
     from components.clopper_pearson import lower_bound
+    from components.config import UNKNOWN_CLASS as UNKNOWN
     from components.eval_summary import class_metrics_from_confusion
 
     columns = list(class_names) + [UNKNOWN]

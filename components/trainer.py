@@ -151,10 +151,10 @@ def cosine_logits(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndar
     return np.concatenate(cosines), np.concatenate(labels), np.concatenate(statistics)
 
 
-def input_envelope(datasets: Sequence[tf.data.Dataset]) -> Tuple[np.ndarray, np.ndarray]:
-    """The range of the model inputs' pixel statistics over these (un-augmented) datasets."""
-    statistics = [input_statistics(images).numpy() for dataset in datasets for images, _, _ in dataset]
-    return fit_envelope(np.concatenate(statistics) if statistics else np.zeros([0, len(STATISTICS)]))
+def statistics_of(dataset: tf.data.Dataset) -> np.ndarray:
+    """The model inputs' pixel statistics (spanet.ood) over a finite, un-augmented dataset, (N, 3)."""
+    statistics = [input_statistics(images).numpy() for images, _, _ in dataset]
+    return np.concatenate(statistics) if statistics else np.zeros([0, len(STATISTICS)])
 
 
 def class_names_and_normal_id(tft_output: tft.TFTransformOutput, image: ImageConfig) -> Tuple[List[str], int]:
@@ -209,16 +209,18 @@ def fit(
 
 
 def calibrate(
-    model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, envelope: Tuple[np.ndarray, np.ndarray],
+    model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, train_statistics: np.ndarray,
     config: TrainingConfig,
-) -> Tuple[float, OperatingPoint, Dict[str, Any]]:
+) -> Tuple[float, OperatingPoint, Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
     """Temperature, the unknown-input checks, the defect flag's operating point, and eval quality.
 
-    ``envelope`` bounds the inputs' pixel statistics (spanet.ood); the familiarity threshold is then
+    The envelope of the inputs' pixel statistics (spanet.ood) spans the training inputs
+    (``train_statistics``) and the eval inputs as the model sees them; the familiarity threshold is then
     chosen so that at most ``max_unknown_rate`` of the normal eval wafers are unknown by either
     check. Unknown wafers are flagged anyway, so the operating point is chosen on the rest.
     """
     cosines, labels, statistics = cosine_logits(model, evaluation)
+    envelope = fit_envelope(np.concatenate([train_statistics, statistics]))
     scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
     probabilities = softmax_probabilities(cosines, scale)
     familiarity = cosines.max(axis=1)
@@ -240,7 +242,7 @@ def calibrate(
         "eval_unknown_rate": float(unknown.mean()),
         "eval_unknown_rate_normal": float(unknown[normal].mean()) if normal.any() else 0.0,
     }
-    return scale, point, quality
+    return scale, point, quality, envelope
 
 
 def run_fn(fn_args) -> None:
@@ -270,12 +272,10 @@ def run_fn(fn_args) -> None:
 
     model = build_classifier(num_classes, image, config)
     history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs)
-    # The envelope of the inputs' pixel statistics spans the training and eval data as the model sees them.
     train_inputs = make_dataset(
         fn_args.train_files, class_names, image, config.batch_size, False, weights, config, len(train_labels), cache=False
     )
-    envelope = input_envelope([train_inputs, evaluation])
-    scale, point, quality = calibrate(model, evaluation, normal_id, envelope, config)
+    scale, point, quality, envelope = calibrate(model, evaluation, normal_id, statistics_of(train_inputs), config)
     logging.info("operating point on eval: %s; unknown below familiarity %.4f (eval: %.4f of all, %.4f of normal wafers)",
                  json.dumps(point.to_dict()), quality["familiarity_threshold"], quality["eval_unknown_rate"],
                  quality["eval_unknown_rate_normal"])
