@@ -10,7 +10,7 @@ Their bucket edges live only in this module (:data:`SIZE_BUCKET_EDGES`, :data:`A
 """
 
 import math
-from typing import Tuple
+from typing import Dict, Mapping, Tuple
 
 import tensorflow as tf
 
@@ -82,6 +82,30 @@ def aspect_bucket(height: int, width: int) -> str:
     if aspect > high:
         return ASPECT_BUCKETS[2]
     return ASPECT_BUCKETS[1]
+
+
+def int_bounds(schema) -> Dict[str, Tuple[int, int]]:
+    """The per-record [min, max] of every integer feature the schema bounds (``int_domain``)."""
+    bounds = {}
+    for feature in schema.feature:
+        if feature.HasField("int_domain"):
+            domain = feature.int_domain
+            bounds[feature.name] = (domain.min if domain.HasField("min") else -(2**63), domain.max if domain.HasField("max") else 2**63 - 1)
+    return bounds
+
+
+def out_of_bounds(record: WaferRecord, bounds: Mapping[str, Tuple[int, int]]) -> str:
+    """Why a record's example would break the schema's per-record bounds ("" when it would not).
+
+    Checked at ingestion, so that one oversized image is quarantined with its file instead of
+    failing ExampleValidator for the whole data set.
+    """
+    height, width = record.original_shape
+    for key, value in ((HEIGHT_KEY, height), (WIDTH_KEY, width)):
+        if key in bounds and not bounds[key][0] <= value <= bounds[key][1]:
+            low, high = bounds[key]
+            return f"{key} {value} (shape {height}x{width}) is outside the schema's range [{low}, {high}]"
+    return ""
 
 
 def _bytes(value: bytes) -> tf.train.Feature:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -21,15 +21,33 @@ def connect(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def _latest(
-    store: metadata_store.MetadataStore, type_name: str, producer: str = ""
+def run_context(store: metadata_store.MetadataStore, since_ms: int = 0) -> Optional[metadata_store_pb2.Context]:
+    """The newest pipeline run (TFX's ``pipeline_run`` context) created at or after ``since_ms``."""
+    runs = [c for c in store.get_contexts_by_type("pipeline_run") if c.create_time_since_epoch >= since_ms]
+    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)) if runs else None
+
+
+def run_outputs(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> List[metadata_store_pb2.Artifact]:
+    """The live artifacts that this run's executions output, cached ones included, newest first.
+
+    Read from the run's own executions and their OUTPUT events, never "the newest artifact of a
+    type": another run on the same store, or an earlier run with other settings, must not be
+    reported as this run's model.
+    """
+    executions = store.get_executions_by_context(run.id)
+    events = store.get_events_by_execution_ids([e.id for e in executions]) if executions else []
+    ids = sorted({e.artifact_id for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)})
+    artifacts = store.get_artifacts_by_id(ids) if ids else []
+    return sorted((a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: -a.id)
+
+
+def _of_type(
+    store: metadata_store.MetadataStore, artifacts: List[metadata_store_pb2.Artifact], type_name: str, producer: str = ""
 ) -> Optional[metadata_store_pb2.Artifact]:
-    """The newest live artifact of a type (written by the named component, if given)."""
-    artifacts = [
-        a for a in store.get_artifacts_by_type(type_name)
-        if a.state == metadata_store_pb2.Artifact.LIVE and (not producer or f"/{producer}/" in a.uri)
-    ]
-    return max(artifacts, key=lambda a: a.id) if artifacts else None
+    """This run's artifact of a type (written by the named component, if given), or None."""
+    types = store.get_artifact_types_by_id(sorted({a.type_id for a in artifacts})) if artifacts else []
+    names = {t.id: t.name for t in types}
+    return next((a for a in artifacts if names.get(a.type_id) == type_name and (not producer or f"/{producer}/" in a.uri)), None)
 
 
 def _custom(artifact: Optional[metadata_store_pb2.Artifact], name: str) -> Any:
@@ -62,13 +80,11 @@ class RunResults:
         return os.path.join(self.report_uri, REPORT_HTML) if self.report_uri else None
 
 
-def component_durations(store: metadata_store.MetadataStore, since_ms: int = 0) -> Dict[str, float]:
-    """Seconds each component's latest execution took since ``since_ms`` (cached ones take ~0 s)."""
+def component_durations(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> Dict[str, float]:
+    """Seconds each of the run's components took (cached ones take ~0 s)."""
     node_type = next((t.id for t in store.get_context_types() if t.name == "node"), None)
     durations: Dict[str, float] = {}
-    for execution in sorted(store.get_executions(), key=lambda e: e.id):
-        if execution.create_time_since_epoch < since_ms:
-            continue
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node = next((c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type), "")
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0
         durations[node.split(".")[-1] or str(execution.id)] = seconds
@@ -76,24 +92,35 @@ def component_durations(store: metadata_store.MetadataStore, since_ms: int = 0) 
 
 
 def read_results(metadata_path: str, since_ms: int = 0) -> RunResults:
-    """The latest model, evaluation, blessing and push recorded in the metadata store."""
+    """The model, evaluation, blessing and push of the newest pipeline run started at or after ``since_ms``.
+
+    Empty results when no run started since then (a run that failed before TFX recorded it).
+    """
     store = connect(metadata_path)
-    model = _latest(store, "Model")
-    evaluation = _latest(store, "ModelEvaluation")
-    blessing = _latest(store, "ModelBlessing")
-    pushed = _latest(store, "PushedModel")
-    run = _latest(store, "ModelRun")
+    pipeline_run = run_context(store, since_ms)
+    if pipeline_run is None:
+        return RunResults()
+    outputs = run_outputs(store, pipeline_run)
+
+    def _find(type_name: str, producer: str = "") -> Optional[metadata_store_pb2.Artifact]:
+        return _of_type(store, outputs, type_name, producer)
+
+    model = _find("Model")
+    evaluation = _find("ModelEvaluation")
+    blessing = _find("ModelBlessing")
+    pushed = _find("PushedModel")
+    run = _find("ModelRun")
     results = RunResults(
         model_uri=model.uri if model else None,
         evaluation_uri=evaluation.uri if evaluation else None,
         blessed=None if blessing is None else bool(_custom(blessing, "blessed")),
         pushed=None if pushed is None else bool(_custom(pushed, "pushed")),
         pushed_path=_custom(pushed, "pushed_destination") or None,
-        quarantine_uri=getattr(_latest(store, "spanet.WaferQuarantineReport"), "uri", None),
-        anomalies_uri=getattr(_latest(store, "ExampleAnomalies", "ExampleValidator"), "uri", None),
+        quarantine_uri=getattr(_find("spanet.WaferQuarantineReport"), "uri", None),
+        anomalies_uri=getattr(_find("ExampleAnomalies", "ExampleValidator"), "uri", None),
         trainer_run_dir=run.uri if run else None,
-        report_uri=getattr(_latest(store, EvaluationReport.TYPE_NAME), "uri", None),
-        component_seconds=component_durations(store, since_ms),
+        report_uri=getattr(_find(EvaluationReport.TYPE_NAME), "uri", None),
+        component_seconds=component_durations(store, pipeline_run),
     )
     if run is not None:
         summary_path = os.path.join(run.uri, TRAINING_SUMMARY_JSON)

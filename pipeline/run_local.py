@@ -27,12 +27,17 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
 
 from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
 from spanet.data.readers import FORMATS  # noqa: E402
+
+#: Exit statuses: bad input or arguments (stopped before or during ingestion), and Ctrl-C (128 + SIGINT).
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
@@ -99,23 +104,28 @@ def run(config: PipelineConfig) -> int:
     from tfx import v1 as tfx
 
     from components.anomaly_gate import SchemaAnomalyError
+    from pipeline.output_lock import OutputRootBusy, hold_output_root
     from pipeline.results import read_results
     from pipeline.spanet_pipeline import create_pipeline
+    from spanet.data.records import DataInputError
 
-    if config.data_path is None:
-        ensure_default_data(config)
-    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    started = time.time()
-    print(f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} ({config.resolved_data_format}), "
-          f"root {config.pipeline_root}, Beam {' '.join(config.beam_args)}")
     try:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
-    except SchemaAnomalyError as error:
+        with hold_output_root(config.output_root):
+            if config.data_path is None:
+                ensure_default_data(config)
+            os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+            metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+            started = time.time()
+            print(f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} "
+                  f"({config.resolved_data_format}), root {config.pipeline_root}, Beam {' '.join(config.beam_args)}")
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+            wall = time.time() - started
+            # This run's own executions: cached or not, never the newest artifacts of another run.
+            results = read_results(config.metadata_path, since_ms=int(started * 1000))
+    except (SchemaAnomalyError, DataInputError, OutputRootBusy) as error:
         print(f"\nStopped: {error}", file=sys.stderr)
-        return 2
-    wall = time.time() - started
-    return report(config, read_results(config.metadata_path, since_ms=int(started * 1000)), wall)
+        return EXIT_BAD_INPUT
+    return report(config, results, wall)
 
 
 def report(config: PipelineConfig, results, wall_seconds: float) -> int:
@@ -150,13 +160,34 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
     return 0
 
 
+class _Interrupts:
+    """Remembers a Ctrl-C (SIGINT): TFX may turn the KeyboardInterrupt into another error on its way out."""
+
+    def __init__(self):
+        self.seen = False
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = parse_args(argv)
     unknown = stray_arguments(tuple(beam_args))
     if unknown:
         print(f"run_local.py: unexpected argument(s) {list(unknown)}; options start with --", file=sys.stderr)
-        return 2
-    code = run(config_from_args(args, beam_args))
+        return EXIT_BAD_INPUT
+    interrupts = _Interrupts()
+    previous = signal.signal(signal.SIGINT, interrupts)
+    try:
+        code = run(config_from_args(args, beam_args))
+    except BaseException:
+        if not interrupts.seen:
+            raise
+        print("\nInterrupted; rerun the same command to resume from the cache.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # Collect TensorFlow's functions while the interpreter is intact: left to shutdown, their
     # destructors print harmless but alarming "TypeError: 'NoneType' object is not subscriptable".
     import gc

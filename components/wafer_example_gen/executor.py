@@ -5,6 +5,7 @@ run fails with a message that says why (the artifacts are then not published).
 """
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -18,6 +19,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
+import schemas
+from components import features
 from components.wafer_example_gen import ingest
 from components.wafer_example_gen.artifacts import REJECTED_CSV, SUMMARY_JSON
 from spanet.data.formats.base import shuffle_plan
@@ -64,6 +67,21 @@ def summarise(counts: Dict[str, Any], exec_properties: Dict[str, Any], data_form
     }
 
 
+def check_splits(summary: Dict[str, Any]) -> None:
+    """DataInputError naming the first empty split, its lot count and what to change.
+
+    Splits are by lot, so a small data set in big lots can leave a split with no wafer: training or
+    evaluating on nothing would only fail much later, or report nothing.
+    """
+    for split in summary["empty_splits"]:
+        lots = summary["lots_per_split"]
+        raise DataInputError(
+            f"{summary['data_path']}: split {split!r} is empty ({lots.get(split, 0)} lots of "
+            f"{sum(lots.values())}; examples per split {summary['examples_per_split']}): splits are by lot, so "
+            f"give more lots (more wafers or smaller lots) or change the split ratios {summary['split_ratios']}"
+        )
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads the input with the configured reader and writes lot-disjoint splits of tf.Examples."""
 
@@ -76,6 +94,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         seed = int(exec_properties.get("seed") or 0)
         options = json.loads(exec_properties.get("reader_options") or "{}")
         reader = make_reader(exec_properties["data_format"], data_path, options)
+        bounds = features.int_bounds(schemas.load_schema())
+        if "max_side" in {f.name for f in dataclasses.fields(reader)} and reader.max_side is None:
+            # Images the schema would refuse are quarantined from their header, never decoded.
+            reader = dataclasses.replace(reader, max_side=max(bounds[features.HEIGHT_KEY][1], bounds[features.WIDTH_KEY][1]))
         plan = shuffle_plan(reader.plan(data_path), seed)  # DataInputError before anything is written
         logging.info("WaferExampleGen: %s reader, %d shard(s) from %s", reader.name, len(plan.shards), data_path)
 
@@ -85,7 +107,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         split_uris = {s: artifact_utils.get_split_uri([examples], s) for s in ratios}
         try:
             with self._make_beam_pipeline() as pipeline:
-                ingest.build_ingest(pipeline, reader, plan, ratios, seed, split_uris, report.uri)
+                ingest.build_ingest(pipeline, reader, plan, ratios, seed, split_uris, report.uri, bounds)
             counts_path = os.path.join(report.uri, ingest.COUNTS_FILE)
             with fileio.open(counts_path, "r") as fh:
                 summary = summarise(json.load(fh), exec_properties, reader.name)
@@ -95,6 +117,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     f"{data_path}: no readable record ({reader.name} reader); rejected: {summary['rejected_total']}; "
                     f"first reasons: {_first_reasons(report.uri)}"
                 )
+            check_splits(summary)
         except BaseException:
             _empty(examples.uri)
             _empty(report.uri)

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import apache_beam as beam
 
-from components.features import record_to_example
+from components.features import out_of_bounds, record_to_example
 from components.wafer_example_gen.artifacts import REJECTED_CSV, REJECTED_CSV_COLUMNS
 from spanet.data.formats.base import Reader, ReadPlan, Shard
 from spanet.data.records import RejectedRecord, RejectKind, WaferRecord
@@ -51,20 +51,24 @@ class _ReadEncodeSplit(beam.DoFn):
     unlabelled WM-811K rows cost a counter increment, not an element).
     """
 
-    def __init__(self, reader: Reader, split_ratios: Mapping[str, float], seed: int):
+    def __init__(self, reader: Reader, split_ratios: Mapping[str, float], seed: int, bounds: Mapping[str, Tuple[int, int]]):
         self._reader = reader
         self._ratios = dict(split_ratios)
         self._seed = seed
+        self._bounds = dict(bounds)
 
     def process(self, shard: Shard):
         counts = _empty_counts()
         for result in self._reader.read_shard(shard):
             if isinstance(result, WaferRecord):
                 split = assign_split(result.split_key, self._ratios, self._seed)
+                reason = out_of_bounds(result, self._bounds)
                 try:
+                    if reason:
+                        raise ValueError(reason)
                     example = record_to_example(result).SerializeToString()
-                except (ValueError, TypeError) as exc:  # e.g. an image PNG cannot hold
-                    result = RejectedRecord(result.ref, f"cannot encode: {exc}", label=result.label)
+                except (ValueError, TypeError) as exc:  # outside the schema, or an image PNG cannot hold
+                    result = RejectedRecord(result.ref, str(exc) if reason else f"cannot encode: {exc}", label=result.label)
                 else:
                     counts["examples"][(split, result.label)] += 1
                     counts["lots"].add((split, result.split_key))
@@ -104,10 +108,11 @@ def _counts_json(counts: Dict[str, Any]) -> str:
 
 def build_ingest(
     pipeline: beam.Pipeline, reader: Reader, plan: ReadPlan, split_ratios: Mapping[str, float], seed: int,
-    split_uris: Mapping[str, str], report_uri: str,
+    split_uris: Mapping[str, str], report_uri: str, bounds: Mapping[str, Tuple[int, int]] = (),
 ) -> None:
     """Add the ingestion to `pipeline`: examples to ``split_uris[split]/data_tfrecord-*.gz``,
-    ``rejected.csv`` and the counts file to `report_uri`.
+    ``rejected.csv`` and the counts file to `report_uri`. Records outside the schema's per-record
+    ``bounds`` (:func:`components.features.int_bounds`) are quarantined with their reason.
 
     There is no global Beam shuffle before writing (it copies every example between processes and
     cost a quarter of the multi-process throughput): pass a plan shuffled by `shuffle_plan`, so
@@ -117,7 +122,7 @@ def build_ingest(
     results = (
         pipeline
         | "Shards" >> beam.Create(list(plan.shards))
-        | "ReadEncodeSplit" >> beam.ParDo(_ReadEncodeSplit(reader, split_ratios, seed)).with_outputs(_REJECTED, _COUNTS, *splits)
+        | "ReadEncodeSplit" >> beam.ParDo(_ReadEncodeSplit(reader, split_ratios, seed, dict(bounds))).with_outputs(_REJECTED, _COUNTS, *splits)
     )
     for split in splits:
         (

@@ -1,7 +1,7 @@
 """Lossless PNG encoding / decoding of record images (Pillow), the one codec of ingested examples."""
 
 import io
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -10,6 +10,18 @@ from PIL import Image
 _GREY_MODES = ("L", "1", "LA")
 _RGB_MODES = ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "RGBX", "LAB", "HSV")
 PNG_COMPRESS_LEVEL = 6
+#: Most pixels an image may declare before it is decoded (64 Mpx: 64 MB grey, 192 MB RGB). A 400 kB
+#: PNG can declare 20,000 x 20,000 pixels; Pillow alone only refuses past ~179 Mpx.
+MAX_DECODED_PIXELS = 1 << 26
+
+
+def oversize_reason(width: int, height: int, max_side: Optional[int] = None) -> str:
+    """Why an image that declares ``width`` x ``height`` pixels is not decoded ("" when it may be)."""
+    if max_side is not None and max(width, height) > max_side:
+        return f"declares {width}x{height} pixels, more than {max_side} a side; not decoded"
+    if width * height > MAX_DECODED_PIXELS:
+        return f"declares {width}x{height} pixels, more than {MAX_DECODED_PIXELS:,} in all; not decoded"
+    return ""
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -36,6 +48,9 @@ def decode_image(data: bytes) -> np.ndarray:
     """Decode PNG/JPEG bytes to a uint8 HxW / HxWx3 array (ValueError if it cannot be decoded)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            reason = oversize_reason(*img.size)
+            if reason:
+                raise ValueError(reason)
             img.load()
             arr, reason = pil_to_array(img)
     except Exception as exc:  # Pillow raises many types for corrupt data

@@ -7,11 +7,13 @@ module path (pandas' own compatibility map plus a prefix rule).
 """
 
 import _compat_pickle
+import copy
 import functools
 import importlib
 import io
+import math
 import pickle
-from typing import Any, BinaryIO, FrozenSet, Tuple
+from typing import Any, BinaryIO, Callable, FrozenSet, Sequence, Tuple
 
 from spanet.data.records import DataInputError
 
@@ -29,6 +31,12 @@ _OLD_PREFIXES: Tuple[Tuple[str, str], ...] = (
     ("pandas.indexes.", "pandas.core.indexes."),
     ("numpy._core.", "numpy.core."),
 )
+
+
+#: Most elements an allow-listed constructor may be asked to make from a size argument (``bytes(n)``,
+#: ``ndarray(shape)``, ``list(range(n))``): a WM-811K pickle carries its data inline, so only a hostile
+#: one asks for more, e.g. 800 MB from a 50-byte file.
+MAX_CONSTRUCTED_ELEMENTS = 1 << 26
 
 
 class UnsafePickleError(DataInputError):
@@ -81,10 +89,52 @@ def _modernise(module: str, name: str) -> Tuple[str, str]:
     return module, name
 
 
+def _requested_size(value: Any) -> int:
+    """How many elements an argument asks a constructor to make: an int, a range, or a shape of ints."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return abs(value)
+    if isinstance(value, range):
+        return len(value)
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return math.prod(abs(v) for v in value)
+    return 0
+
+
+def _check_sizes(source: str, func: Any, args: Sequence[Any], kwargs: Any = None) -> None:
+    """UnsafePickleError when a call would make more than MAX_CONSTRUCTED_ELEMENTS from a small argument."""
+    values = list(args) + list((kwargs or {}).values())
+    largest = max((_requested_size(v) for v in values), default=0)
+    if largest > MAX_CONSTRUCTED_ELEMENTS:
+        name = getattr(func, "__qualname__", type(func).__name__)
+        raise UnsafePickleError(
+            f"{source}: refused {name}(...) asking for {largest:,} elements (at most {MAX_CONSTRUCTED_ELEMENTS:,}): "
+            "a data pickle holds its data, it does not ask for memory it does not carry"
+        )
+
+
+def _guarded(opcode: bytes, arguments: Callable[[list], Tuple[Any, Sequence[Any], Any]]) -> Callable:
+    """A dispatch entry that checks the call an opcode is about to make, then runs the base entry."""
+    base = _BaseUnpickler.dispatch[opcode[0]]
+
+    def load(self):
+        func, args, kwargs = arguments(self.stack)
+        _check_sizes(self.source, func, args, kwargs)
+        return base(self)
+
+    return load
+
+
 class RestrictedUnpickler(_BaseUnpickler):  # type: ignore[misc,valid-type]
-    """Unpickler that resolves only allow-listed numpy / pandas / builtin objects."""
+    """Unpickler that resolves only allow-listed numpy / pandas / builtin objects, and bounds what they make."""
 
     source = "pickle"
+    # REDUCE: stack [..., func, args]; NEWOBJ: [..., cls, args]; NEWOBJ_EX: [..., cls, args, kwargs].
+    dispatch = copy.copy(_BaseUnpickler.dispatch)
+    dispatch[pickle.REDUCE[0]] = _guarded(pickle.REDUCE, lambda stack: (stack[-2], stack[-1], None))
+    dispatch[pickle.NEWOBJ[0]] = _guarded(pickle.NEWOBJ, lambda stack: (stack[-2], stack[-1], None))
+    dispatch[pickle.NEWOBJ_EX[0]] = _guarded(pickle.NEWOBJ_EX, lambda stack: (stack[-3], stack[-2], stack[-1]))
 
     def find_class(self, module: str, name: str) -> Any:
         mod, attr = _modernise(module, name)

@@ -225,6 +225,53 @@ def test_nothing_readable_fails_clearly_and_publishes_nothing(tmp_path):
     assert leftovers == []
 
 
+@pytest.mark.slow
+def test_an_empty_split_stops_ingestion_naming_the_split_and_publishes_nothing(tmp_path):
+    # 20 maps in one lot of 25: every wafer lands in one split, the other splits are empty.
+    root = tmp_path / "png"
+    write_dataset(generate_wafer_maps(20, 3, lot_size=25, min_size=20, max_size=24), str(root), "png")
+    gen = WaferExampleGen(data_path=str(root), data_format="png")
+    with pytest.raises(Exception, match=r"split '\w+' is empty \(0 lots of 1;") as info:
+        _run(tmp_path, gen)
+    assert "more lots" in str(info.value)
+    db = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(tmp_path / "metadata.db"))
+    store = metadata_store.MetadataStore(db)
+    assert [a for a in store.get_artifacts_by_type("Examples") if a.state == a.LIVE] == []
+
+
+@pytest.mark.slow
+def test_a_record_outside_the_schemas_bounds_is_quarantined_with_its_file(tmp_path, png_data):
+    """One 64 x 5000 image (the schema allows sides up to 4096) would fail ExampleValidator for every record."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "png"
+    shutil.copytree(png_data[0], data)
+    Image.fromarray(np.full((64, 5000), 128, np.uint8)).save(data / "Center" / "too_wide.png")
+    with open(data / "manifest.csv", "a") as fh:
+        fh.write("Center/too_wide.png,Center,LOTY,01,sort\n")
+    gen = WaferExampleGen(data_path=str(data), data_format="png", split_ratios={"train": 0.7, "eval": 0.3}, seed=1)
+    artifacts = _run(tmp_path, gen)
+    [report] = artifacts["spanet.WaferQuarantineReport"]
+    with open(os.path.join(report.uri, REJECTED_CSV)) as fh:
+        rows = {r["ref"]: r["reason"] for r in csv.DictReader(fh)}
+    assert rows["Center/too_wide.png"] == "declares 5000x64 pixels, more than 4096 a side; not decoded"
+    with open(os.path.join(report.uri, SUMMARY_JSON)) as fh:
+        assert json.load(fh)["examples_total"] == COUNT  # every good record kept
+
+
+def test_records_outside_the_schemas_int_bounds_are_named():
+    import schemas
+    from spanet.data.records import WaferRecord
+
+    bounds = features.int_bounds(schemas.load_schema())
+    assert bounds[features.HEIGHT_KEY] == (1, 4096) and bounds[features.WIDTH_KEY] == (1, 4096)
+    wide = WaferRecord(image=np.zeros((2, 5000), np.uint8), label="none", ref="x.npz#3")
+    assert features.out_of_bounds(wide, bounds) == "width 5000 (shape 2x5000) is outside the schema's range [1, 4096]"
+    assert features.out_of_bounds(WaferRecord(image=np.zeros((30, 40), np.uint8), label="none"), bounds) == ""
+
+
 def test_compiles_for_kubeflow_v2_with_the_curated_schema(tmp_path):
     import schemas
 

@@ -6,6 +6,7 @@ end re-runs the same pipeline with an undertrained model and must be last in thi
 
 import glob
 import os
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -147,3 +148,13 @@ def test_gate_refuses_an_undertrained_model_and_pushes_nothing(tiny_pipeline_run
     assert sorted(os.listdir(config.serving_dir)) == versions_before
     evaluation = summarize_evaluation(results.evaluation_uri, results.training_summary["class_names"])
     assert not evaluation["validation_ok"] and evaluation["validation_failures"]
+
+    # Rerun the first configuration: every component is cached, and the run reports its own (cached)
+    # artifacts, not the newer ones the weak run left in the same store.
+    first = tiny_pipeline_run["results"]
+    started_ms = int(time.time() * 1000)
+    assert run(config) == 0
+    again = read_results(config.metadata_path, since_ms=started_ms)
+    assert (again.model_uri, again.evaluation_uri, again.blessed) == (first.model_uri, first.evaluation_uri, True)
+    assert again.pushed and again.pushed_path == first.pushed_path
+    assert again.model_uri != results.model_uri and again.evaluation_uri != results.evaluation_uri

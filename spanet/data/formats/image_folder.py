@@ -10,7 +10,7 @@ from PIL import Image
 from spanet.data.formats.base import Reader, ReadPlan, Shard, require_path
 from spanet.data.formats.folders import plan_folder, safe_name, write_manifest
 from spanet.data.formats.outputs import atomic_dir
-from spanet.data.imageio import encode_png, pil_to_array
+from spanet.data.imageio import encode_png, oversize_reason, pil_to_array
 from spanet.data.progress import progress
 from spanet.data.records import ReadResult, RejectedRecord, WaferRecord
 
@@ -23,6 +23,9 @@ class ImageFolderReader(Reader):
 
     manifest: Optional[str] = None
     files_per_shard: int = 256
+    #: Images declaring a larger side are quarantined from their header, before decoding (the
+    #: pipeline sets the schema's bound; every image is also held to imageio.MAX_DECODED_PIXELS).
+    max_side: Optional[int] = None
     name: ClassVar[str] = "png"
 
     def plan(self, path: str) -> ReadPlan:
@@ -31,9 +34,11 @@ class ImageFolderReader(Reader):
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         for entry in shard.entries:
             try:
-                with Image.open(entry.path) as img:
-                    img.load()
-                    image, reason = pil_to_array(img)
+                with Image.open(entry.path) as img:  # reads the header only
+                    reason = oversize_reason(*img.size, max_side=self.max_side)
+                    if not reason:
+                        img.load()
+                        image, reason = pil_to_array(img)
             except Exception as exc:  # corrupt / truncated / not an image
                 yield RejectedRecord(entry.ref, f"cannot decode image: {type(exc).__name__}: {exc}", label=entry.label)
                 continue

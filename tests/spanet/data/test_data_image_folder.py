@@ -72,3 +72,36 @@ def test_unusable_inputs_raise_one_clear_error(tmp_path):
     (tmp_path / "manifest.csv").write_text("file,class\n")
     with pytest.raises(DataInputError, match="missing column"):
         list(ImageFolderReader().read(str(tmp_path)))
+
+
+def _png_header_only(width, height):
+    """A PNG that declares width x height grey pixels but holds one row of data: decoding it would
+    allocate the whole image (or fail), reading its header costs nothing."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height, max_side, expected", [
+    (9000, 9000, 4096, "declares 9000x9000 pixels, more than 4096 a side; not decoded"),
+    (8193, 8193, None, "declares 8193x8193 pixels, more than 67,108,864 in all; not decoded"),
+])
+def test_oversized_images_are_quarantined_from_their_header(tmp_path, width, height, max_side, expected):
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "bomb.png").write_bytes(_png_header_only(width, height))
+    Image.fromarray(np.full((20, 20), 128, np.uint8)).save(tmp_path / "big" / "fine.png")
+    good, bad = _split(ImageFolderReader(max_side=max_side).read(str(tmp_path)))
+    assert [r.ref for r in good] == ["big/fine.png"]
+    assert [(b.ref, b.reason) for b in bad] == [("big/bomb.png", expected)]
+
+
+def test_decode_image_refuses_an_oversized_header_before_decoding():
+    from spanet.data.imageio import decode_image
+
+    with pytest.raises(ValueError, match="declares 8193x8193 pixels"):
+        decode_image(_png_header_only(8193, 8193))

@@ -83,3 +83,40 @@ def test_other_unusable_pickles(tmp_path):
     path.write_bytes(b"\x80\x02garbage")
     with pytest.raises(DataInputError, match="not a readable pickle"):
         list(WM811KReader().read(str(path)))
+
+
+class _Asks:
+    """Pickles as a call to an allow-listed constructor with a tiny argument that asks for a lot of memory."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+#: ``ndarray.__new__(ndarray, (30000, 30000))`` by the NEWOBJ opcode: PROTO 2, GLOBAL, two BININT2,
+#: TUPLE2, TUPLE1, NEWOBJ, STOP (pickle itself will not write it for a class that is not the object's).
+_NEW_ARRAY = b"\x80\x02cnumpy\nndarray\nM0uM0u\x86\x85\x81."
+
+
+@pytest.mark.parametrize("payload, what", [
+    (_Asks(bytes, 800_000_000), "bytes(...) asking for 800,000,000 elements"),
+    (_Asks(bytearray, 800_000_000), "bytearray(...) asking for 800,000,000 elements"),
+    (_Asks(list, range(10**9)), "range(...) asking for 1,000,000,000 elements"),
+    (_NEW_ARRAY, "ndarray(...) asking for 900,000,000 elements"),
+])
+def test_small_pickles_asking_for_huge_objects_are_refused_before_allocating(tmp_path, payload, what):
+    import tracemalloc
+
+    path = tmp_path / "LSWMD.pkl"
+    path.write_bytes(payload if isinstance(payload, bytes) else pickle.dumps(payload, protocol=2))
+    assert path.stat().st_size < 100
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match=r"refused " + what.replace("(", r"\(").replace(")", r"\)")):
+            list(WM811KReader().read(str(path)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20

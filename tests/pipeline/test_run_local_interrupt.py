@@ -1,0 +1,34 @@
+"""Ctrl-C during a run: one line saying how to resume, exit status 130, no traceback."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline.run_local import EXIT_INTERRUPTED
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_trainer_exits_130_with_one_line(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(ROOT, "pipeline", "run_local.py"), "--output-root", str(out), "--count", "500",
+               "--epochs", "200", "--image-size", "32", "--width", "0.25"]
+    # A session of its own, signalled as a whole: what a terminal's Ctrl-C does to the foreground job.
+    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True, env={**os.environ, "PYTHONPATH": ROOT})
+    trainer = out / "pipeline" / "Trainer" / "model_run"
+    deadline = time.time() + 600
+    while not (trainer.exists() and any(trainer.iterdir())) and run.poll() is None and time.time() < deadline:
+        time.sleep(1)
+    assert run.poll() is None, "the run ended before the Trainer started"
+    time.sleep(5)  # inside model.fit
+    os.killpg(run.pid, signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == EXIT_INTERRUPTED, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "Interrupted; rerun the same command to resume from the cache."
+    assert "Concurrent access" not in stderr
