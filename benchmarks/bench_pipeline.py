@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 
 from pipeline.config import DefaultDataConfig  # noqa: E402
 from pipeline.results import read_results  # noqa: E402
+from pipeline.run_local import EXIT_REFUSED  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +37,7 @@ def timed_run(output_root: str, extra: List[str]) -> Tuple[float, Dict[str, floa
     command = [sys.executable, os.path.join(ROOT, "pipeline", "run_local.py"), "--output-root", output_root, *extra]
     completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.time() - started
-    if completed.returncode != 0:
+    if completed.returncode not in (0, EXIT_REFUSED):  # a refused model is a finished run
         sys.stdout.write(completed.stdout[-4000:])
         raise SystemExit(f"run_local.py failed with exit code {completed.returncode}")
     results = read_results(os.path.join(output_root, "metadata", "metadata.sqlite"), since_ms=int(started * 1000))

@@ -42,6 +42,7 @@ from components.config import (  # noqa: E402
     UNKNOWN_CLASS,
 )
 from components.operating_point import defect_score  # noqa: E402
+from spanet.augment import mean_over_orientations  # noqa: E402
 from spanet.export import export_saved_model  # noqa: E402
 from spanet.ood import STATISTICS, fit_envelope, input_statistics, outside_envelope  # noqa: E402
 
@@ -68,9 +69,12 @@ class ServingModel(tf.Module):
         familiarity_threshold: float = -1.0,
         envelope: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
         unknown_is_defective: bool = True,
+        orientations: int = 1,
     ):
         super().__init__(name="spanet_serving")
         self.model = model
+        #: Test-time averaging over this many exact orientations (a Python int: fixed in the traced graph).
+        self.orientations = int(orientations)
         self.tft_layer = tft_output.transform_features_layer()
         self._raw_spec = tft_output.raw_feature_spec()
         # Stored in the SavedModel: readable after tf.saved_model.load, and reported.
@@ -85,7 +89,7 @@ class ServingModel(tf.Module):
         self.unknown_is_defective = tf.Variable(bool(unknown_is_defective), trainable=False, name="unknown_is_defective")
 
     def _classify(self, image_xf: tf.Tensor) -> Dict[str, tf.Tensor]:
-        cosines = self.model(image_xf, training=False)
+        cosines = mean_over_orientations(self.model, image_xf, self.orientations)
         probabilities = tf.nn.softmax(cosines * self.probability_scale, axis=-1)
         p_normal = tf.gather(probabilities, self.normal_class_id, axis=-1)
         familiarity = tf.reduce_max(cosines, axis=-1)
@@ -110,20 +114,20 @@ class ServingModel(tf.Module):
             FAMILIARITY: familiarity,
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)], autograph=False)
     def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         # The schema makes `image` a FixedLenFeature of shape [1]: the Transform graph wants (B, 1).
         transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})
         return self._classify(transformed[IMAGE_XF])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
     def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         spec = {features.IMAGE_KEY: self._raw_spec[features.IMAGE_KEY]}
         transformed = self.tft_layer(tf.io.parse_example(examples, spec))
         outputs = self._classify(transformed[IMAGE_XF])
         return {PROBABILITIES: outputs[PROBABILITIES], DEFECT_SCORE: outputs[DEFECT_SCORE]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
     def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         spec = {key: self._raw_spec[key] for key in (features.IMAGE_KEY, features.LABEL_KEY)}
         transformed = self.tft_layer(tf.io.parse_example(examples, spec))

@@ -31,10 +31,11 @@ from components.transform import decode, resize  # noqa: E402
 from components.warmup import WARMUP_FILE, warmup_file_bytes  # noqa: E402
 from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  # noqa: E402
 from spanet._keras import keras  # noqa: E402
-from spanet.augment import augment_wafer_map, dihedral  # noqa: E402
+from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations  # noqa: E402
 from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
 from spanet.calibration import expected_calibration_error, fit_temperature, softmax_probabilities  # noqa: E402
 from spanet.input_pipeline import without_autotuning  # noqa: E402
+from spanet.tracing import trace_once  # noqa: E402
 from spanet.ood import STATISTICS, familiarity_threshold, fit_envelope, input_statistics, outside_envelope  # noqa: E402
 
 #: Files the Trainer leaves in its run directory (beside the TensorBoard logs).
@@ -141,11 +142,15 @@ def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfi
     )
 
 
-def cosine_logits(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's cosine logits, the true labels and the inputs' pixel statistics over a finite dataset."""
+def cosine_logits(
+    model: keras.Model, dataset: tf.data.Dataset, orientations: int = 1
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's cosine logits (averaged over ``orientations``, as served), the true labels and the
+    inputs' pixel statistics over a finite dataset."""
     cosines, labels, statistics = [], [], []
+    classify = tf.function(lambda images: mean_over_orientations(model, images, orientations), autograph=False)
     for images, batch_labels, _ in dataset:
-        cosines.append(model(images, training=False).numpy())
+        cosines.append(classify(images).numpy())
         labels.append(batch_labels.numpy())
         statistics.append(input_statistics(images).numpy())
     return np.concatenate(cosines), np.concatenate(labels), np.concatenate(statistics)
@@ -188,8 +193,12 @@ def fit(
         optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
         loss=CircleLoss(config.gamma, config.margin),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # The batches carry class weights for the loss; the accuracy is the plain one (and Keras
+        # otherwise warns at every evaluation that the weights are not applied to it).
+        weighted_metrics=[],
         steps_per_execution=config.steps_per_execution,
     )
+    trace_once(model)
     tf.io.gfile.makedirs(run_dir)
     # BN statistics trail the weights on small data; re-estimate them before every validation so
     # early stopping, the logs and the exported model all see true inference-mode behaviour.
@@ -219,7 +228,7 @@ def calibrate(
     chosen so that at most ``max_unknown_rate`` of the normal eval wafers are unknown by either
     check. Unknown wafers are flagged anyway, so the operating point is chosen on the rest.
     """
-    cosines, labels, statistics = cosine_logits(model, evaluation)
+    cosines, labels, statistics = cosine_logits(model, evaluation, config.test_time_orientations)
     envelope = fit_envelope(np.concatenate([train_statistics, statistics]))
     scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
     probabilities = softmax_probabilities(cosines, scale)
@@ -233,7 +242,8 @@ def calibrate(
     p_normal = probabilities[:, normal_id]
     if config.unknown_is_defective:
         p_normal = np.where(unknown, 0.0, p_normal)  # an unknown wafer is flagged whatever its P(normal)
-    point = choose_threshold(p_normal, ~normal, config.target_defect_recall, config.max_normal_threshold)
+    point = choose_threshold(p_normal, ~normal, config.target_defect_recall, config.max_normal_threshold,
+                             config.max_false_alarm_rate)
     quality = {
         "eval_accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
         "eval_calibration_error": expected_calibration_error(probabilities, labels),
@@ -281,8 +291,9 @@ def run_fn(fn_args) -> None:
                  quality["eval_unknown_rate_normal"])
     if not point.target_reached:
         logging.warning(
-            "defect recall %.4f on eval is below the target %.4f even at the ceiling threshold %.2f: "
-            "the Evaluator will not bless this model", point.defect_recall, config.target_defect_recall, point.threshold,
+            "defect recall %.4f on eval is below the target %.4f at the threshold %.3f (limited by the %s): "
+            "the Evaluator may not bless this model", point.defect_recall, config.target_defect_recall, point.threshold,
+            point.limited_by,
         )
 
     summary = {
@@ -302,7 +313,8 @@ def run_fn(fn_args) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
     serving = ServingModel(model, tft_output, class_names, normal_id, scale, point.threshold,
-                           quality["familiarity_threshold"], envelope, config.unknown_is_defective)
+                           quality["familiarity_threshold"], envelope, config.unknown_is_defective,
+                           config.test_time_orientations)
     export_serving_model(fn_args.serving_model_dir, serving, extra_files={
         OPERATING_POINT_JSON: summary_json,
         WARMUP_FILE: warmup_file_bytes(config.model_name, image.height, image.width, image.channels),

@@ -292,6 +292,7 @@ def train_and_evaluate(spec: ModelSpec, data: Dataset, train: TrainConfig) -> Ru
     from spanet._keras import keras
     from spanet.augment import dihedral
     from spanet.batchnorm import recalibrate_batchnorm
+    from spanet.tracing import trace_once
 
     started = time.time()
     keras.backend.clear_session()
@@ -309,6 +310,8 @@ def train_and_evaluate(spec: ModelSpec, data: Dataset, train: TrainConfig) -> Ru
         loss=CircleLoss(train.gamma, train.margin),
         run_eagerly=train.run_eagerly,
     )
+    if not train.run_eagerly:
+        trace_once(model)
     weights = class_weights(data.y_train, num_classes, TrainingConfig(max_class_weight=train.max_class_weight))
     dataset = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train, weights[data.y_train]))
     dataset = dataset.shuffle(len(data.y_train), seed=train.seed, reshuffle_each_iteration=True).repeat().batch(train.batch_size)

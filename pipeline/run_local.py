@@ -35,8 +35,11 @@ from typing import List, Optional, Sequence, Tuple  # noqa: E402
 from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
 from spanet.data.readers import FORMATS  # noqa: E402
 
-#: Exit statuses: bad input or arguments (stopped before or during ingestion), and Ctrl-C (128 + SIGINT).
+#: Exit statuses: 0 a model was blessed and pushed; bad input or arguments (stopped before or during
+#: ingestion); the run finished but the gate refused the model (nothing pushed); Ctrl-C (128 + SIGINT).
+#: Any other failure exits 1 with its traceback.
 EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -139,8 +142,8 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
     if summary:
         point = summary["operating_point"]
         print(f"Trainer: {summary['epochs_run']} epochs, {summary['parameters']:,} parameters; operating threshold "
-              f"P(normal) < {point['threshold']:.3f} (eval defect recall {point['defect_recall']:.4f}, "
-              f"false alarms {point['false_alarm_rate']:.4f})")
+              f"P(normal) < {point['threshold']:.3f}, set by the {point.get('limited_by', 'target recall')} (eval defect "
+              f"recall {point['defect_recall']:.4f}, false alarms {point['false_alarm_rate']:.4f})")
         if "familiarity_threshold" in summary:
             print(f"Unknown inputs: familiarity (largest cosine to a class) < {summary['familiarity_threshold']:.4f} is answered "
                   f"'unknown' and flagged; on eval that rejects {summary['eval_unknown_rate']:.2%} of all wafers and "
@@ -157,6 +160,9 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
         print(f"Run report: {os.path.abspath(results.report_path)}")
     print(f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
           f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}")
+    if not results.blessed:
+        print(f"The gate refused the model: nothing was pushed (exit status {EXIT_REFUSED}).", file=sys.stderr)
+        return EXIT_REFUSED
     return 0
 
 

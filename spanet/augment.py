@@ -128,3 +128,36 @@ def dihedral(images: tf.Tensor, flip: bool = True) -> tf.Tensor:
         images = tf.where(transpose, tf.transpose(images, [0, 2, 1, 3]), images)
     return images
 
+
+
+#: How many orientations test-time averaging may use: 1 (none), 2 (and the mirror), 4 (the mirrors,
+#: any image shape) or 8 (and the transposes: every quarter turn, square images only).
+ORIENTATIONS = (1, 2, 4, 8)
+
+
+def orientations_of(images: tf.Tensor, count: int) -> tf.Tensor:
+    """The batch (B, H, W, C) in ``count`` exact orientations, stacked view-major: (count * B, H, W, C)."""
+    if count not in ORIENTATIONS:
+        raise ValueError(f"orientations must be one of {ORIENTATIONS}; got {count!r}")
+    if count == 8 and images.shape[1] != images.shape[2]:
+        raise ValueError(f"8 orientations need square images; got {images.shape[1]}x{images.shape[2]} (use 4)")
+    views = [images]
+    if count >= 2:
+        views.append(tf.reverse(images, axis=[2]))
+    if count >= 4:
+        views += [tf.reverse(v, axis=[1]) for v in views]
+    if count == 8:
+        views += [tf.transpose(v, [0, 2, 1, 3]) for v in views]
+    return tf.concat(views, axis=0)
+
+
+def mean_over_orientations(model, images: tf.Tensor, count: int) -> tf.Tensor:
+    """``model``'s output averaged over ``count`` exact orientations of each image (test-time averaging).
+
+    Wafer patterns keep their class under mirrors and quarter turns; averaging the cosine logits over
+    them removes the orientation noise a small network keeps after training with :func:`dihedral`.
+    """
+    if count == 1:
+        return model(images, training=False)
+    outputs = model(orientations_of(images, count), training=False)
+    return tf.reduce_mean(tf.reshape(outputs, tf.concat([[count, tf.shape(images)[0]], tf.shape(outputs)[1:]], 0)), axis=0)

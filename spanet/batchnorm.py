@@ -27,7 +27,9 @@ class BatchNormRecalibrator:
         self.layers = batchnorm_layers(model)
         # BN reads its momentum through tf.convert_to_tensor, so a variable can steer a traced graph.
         self.momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="recalibration_momentum")
-        self._forward = tf.function(lambda images: model(images, training=True), reduce_retracing=True)
+        # No AutoGraph: the model has no tensor-dependent Python control flow, and converting Keras'
+        # own layer code costs tens of seconds on the first call (spanet.tracing).
+        self._forward = tf.function(lambda images: model(images, training=True), reduce_retracing=True, autograph=False)
 
     def __call__(self, images: Iterable[tf.Tensor], max_batches: int = 50) -> int:
         """Sets each BN layer's moving statistics to the mean of its batch statistics over ``images``.

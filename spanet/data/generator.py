@@ -95,6 +95,13 @@ class PatternRanges:
     #: A pattern fails at least this many dies on average (its fail probability is raised where its
     #: region is small): fewer would be indistinguishable from background noise, i.e. label noise.
     min_pattern_fails: float = 12.0
+    #: ... so its region (scratches: see below) must hold at least this many on-wafer dies: a region is redrawn (up to
+    #: ``region_redraws`` times, then drawn whole, without the partial cut) until it does. Without
+    #: this, a thin edge band, an arc or a half-plane cut left regions of 0-3 dies on small grids:
+    #: "defective" maps nobody could tell from clean ones (measured: most of the model's confident
+    #: misses on the test split).
+    min_region_dies: float = 14.0
+    region_redraws: int = 20
     #: ... and at least this much above the map's scattered background rate: a "faint" pattern at 0.3
     #: on a wafer losing 6 % of its dies anyway is not visible, and a label nobody could see is noise
     #: (measured: such maps were most of the test misses and false alarms).
@@ -391,8 +398,7 @@ def generate_die_maps(
             rate = ranges.near_full_rate if cls == "Near-full" else ranges.random_rate
             prob[idx] = np.maximum(prob[idx], _u(rng, rate, idx.size))
             continue
-        mask = _partial(_REGIONS[cls](idx.size, geo, grid, rng, ranges), geo, rng,
-                        ranges.partial_share if cls in _PARTIAL_CLASSES else 0.0)
+        mask = _visible_region(cls, idx.size, geo, grid, rng, ranges, on_wafer)
         p = _u(rng, ranges.scratch_fail_prob if cls == "Scratch" else ranges.region_fail_prob, idx.size)
         area = np.maximum((mask & on_wafer).sum(axis=(1, 2)), 1).astype(np.float32)[:, None, None]
         p = np.maximum(p, background[idx] + ranges.min_pattern_contrast)
@@ -403,6 +409,25 @@ def generate_die_maps(
     die_maps = fails.view(np.uint8) + np.uint8(PASS_DIE)
     die_maps *= on_wafer.view(np.uint8)
     return die_maps
+
+
+def _visible_region(cls: str, n: int, geo, grid: "Grid", rng: np.random.Generator, ranges: PatternRanges,
+                    on_wafer: np.ndarray) -> np.ndarray:
+    """``n`` regions of a class, each holding at least ``ranges.min_region_dies`` on-wafer dies where the
+    grid allows it (scratches: ``scratch_min_dies``): too small ones are redrawn, then drawn whole
+    (no partial cut)."""
+    share = ranges.partial_share if cls in _PARTIAL_CLASSES else 0.0
+    # A scratch is a line: its own minimum length is the bound (it must lie on the wafer too).
+    minimum = ranges.scratch_min_dies if cls == "Scratch" else ranges.min_region_dies
+    mask = _partial(_REGIONS[cls](n, geo, grid, rng, ranges), geo, rng, share)
+    for attempt in range(ranges.region_redraws + 1):
+        small = np.flatnonzero((mask & on_wafer).sum(axis=(1, 2)) < minimum)
+        if small.size == 0:
+            break
+        whole = attempt == ranges.region_redraws
+        redrawn = _REGIONS[cls](small.size, geo, grid, rng, ranges)
+        mask[small] = redrawn if whole else _partial(redrawn, geo, rng, share)
+    return mask
 
 
 def _draw_labels(rng: np.random.Generator, count: int, config: GeneratorConfig) -> np.ndarray:

@@ -13,6 +13,9 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
+#: Bytes of memory one declared pixel can take while the model decodes it (per channel decoded):
+#: the uint8 image plus its float32 copy (5), or a progressive JPEG's coefficient buffers (up to 8).
+DECODE_BYTES_PER_PIXEL = 8
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,40 @@ class ClientConfig:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on what a client controls in one request, checked before anything is decoded.
+
+    The pixel limits are read from each image's header (PNG IHDR, JPEG SOFn, GIF screen and
+    frames, BMP info header), so an image is refused without being decoded. Memory for decoding
+    is then at most ``max_concurrent_predictions * max_batch_pixels * DECODE_BYTES_PER_PIXEL``
+    (about 512 MiB with these defaults) plus the model's activations for ``max_batch_images``
+    inputs per running request (about 90 MiB for SP&A-Net at 64x64 and 256 images).
+    """
+
+    #: Images (values of a string input) in one request; TF Serving's batching also refuses larger tasks.
+    max_batch_images: int = 256
+    #: Declared width x height of one image: 4096 x 4096, room for a 12-megapixel photograph.
+    max_image_pixels: int = 4096 * 4096
+    #: Declared pixels of all the images of one request together: two images at the per-image limit.
+    max_batch_pixels: int = 2 * 4096 * 4096
+    #: Requests that decode and run the model at once (gRPC and REST together); others wait for a slot.
+    max_concurrent_predictions: int = 2
+    #: Seconds a request waits for a slot before RESOURCE_EXHAUSTED (less if its gRPC deadline is sooner).
+    max_queue_wait_s: float = 30.0
+
+    def __post_init__(self):
+        for name in ("max_batch_images", "max_image_pixels", "max_batch_pixels", "max_concurrent_predictions"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"RequestLimits.{name} must be an integer >= 1; got {getattr(self, name)!r}")
+        if not self.max_queue_wait_s >= 0:
+            raise ValueError(f"RequestLimits.max_queue_wait_s must be >= 0; got {self.max_queue_wait_s!r}")
+
+    def decode_bytes_bound(self) -> int:
+        """The most memory the admitted requests can take decoding images at once (one channel decoded)."""
+        return self.max_concurrent_predictions * self.max_batch_pixels * DECODE_BYTES_PER_PIXEL
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The local TF Serving stand-in: what it serves, where, and how it watches for new versions."""
 
@@ -99,3 +136,14 @@ class ServerConfig:
     #: Seconds in-flight requests get to finish on shutdown.
     shutdown_grace_s: float = 5.0
     tls: Optional[TLSConfig] = None
+    #: Images per request, pixels per image and per request, and requests decoding at once.
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    #: gRPC requests that may wait for a worker thread; more get RESOURCE_EXHAUSTED at once.
+    max_queued_rpcs: int = 32
+    #: REST connections open at once; more are answered 503 and closed.
+    max_rest_connections: int = 16
+    #: Seconds the REST port waits for the next bytes of a request (headers or body) before giving up (408).
+    rest_read_timeout_s: float = 30.0
+    #: Longest wait between retries of a version that failed to load (the wait doubles from
+    #: ``poll_interval_s``); a version whose files change is retried at the next scan.
+    load_retry_max_s: float = 60.0

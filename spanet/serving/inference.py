@@ -5,7 +5,7 @@ Each raises `ServingError` with the status code TF Serving would use.
 """
 
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import grpc
 import numpy as np
@@ -21,8 +21,9 @@ from tensorflow_serving.apis import (
 
 from spanet.serving.config import DEFAULT_SIGNATURE
 from spanet.serving.errors import ServingError, invalid_argument, status_code_from_tf
+from spanet.serving.limits import RequestGuard
 from spanet.serving.model_manager import ModelManager, ServableVersion
-from spanet.serving.tensors import check_inputs, to_tensor_proto
+from spanet.serving.tensors import convert_inputs, to_tensor_proto, validate_inputs
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -61,12 +62,20 @@ def clean_tf_message(message: str) -> str:
     return (f"{core} [node {node.group(1)}]" if node else core)[:2000]
 
 
-def predict(manager: ModelManager, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    """Predict: run the asked signature of the asked (or newest) version on the request's inputs."""
+def predict(
+    manager: ModelManager, request: predict_pb2.PredictRequest, guard: RequestGuard, wait_s: Optional[float] = None
+) -> predict_pb2.PredictResponse:
+    """Predict: run the asked signature of the asked (or newest) version on the request's inputs.
+
+    The request is checked against `guard`'s limits before anything is decoded; then it waits (up
+    to `wait_s`, or the guard's own limit) for one of the guard's slots to convert, decode and run.
+    """
     spec = request.model_spec
     servable = manager.get(spec.name, requested_version(spec))
     name, signature = find_signature(servable, spec.signature_name)
-    tensors = check_inputs(request.inputs, servable.input_specs(name))
+    specs = servable.input_specs(name)
+    validate_inputs(request.inputs, specs)
+    guard.check_request(request.inputs)
     wanted = list(request.output_filter)
     for alias in wanted:
         if alias not in signature.outputs:
@@ -76,13 +85,14 @@ def predict(manager: ModelManager, request: predict_pb2.PredictRequest) -> predi
             )
     if len(set(wanted)) != len(wanted):
         raise invalid_argument(f"duplicate output tensor alias: {wanted}")
-    outputs = run_signature(servable, name, tensors)
     response = predict_pb2.PredictResponse()
     response.model_spec.name = spec.name
     response.model_spec.version.value = servable.version
     response.model_spec.signature_name = name
-    for alias in wanted or sorted(outputs):
-        response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias].numpy()))
+    with guard.slot(wait_s):
+        outputs = run_signature(servable, name, convert_inputs(request.inputs, specs))
+        for alias in wanted or sorted(outputs):
+            response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias].numpy()))
     return response
 
 
@@ -102,8 +112,10 @@ def _serialized_examples(request: classification_pb2.ClassificationRequest) -> L
     raise invalid_argument("Input is empty")
 
 
-def classify(manager: ModelManager, request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
-    """Classify: only for signatures with the classify method (inputs: serialized tf.Examples)."""
+def classify(
+    manager: ModelManager, request: classification_pb2.ClassificationRequest, guard: RequestGuard, wait_s: Optional[float] = None
+) -> classification_pb2.ClassificationResponse:
+    """Classify: only for signatures with the classify method (inputs: serialized tf.Examples), within `guard`'s limits."""
     spec = request.model_spec
     servable = manager.get(spec.name, requested_version(spec))
     name, signature = find_signature(servable, spec.signature_name)
@@ -114,10 +126,12 @@ def classify(manager: ModelManager, request: classification_pb2.ClassificationRe
     examples = _serialized_examples(request)
     if not examples:
         raise invalid_argument("ClassificationRequest has no examples")
+    guard.check_examples(examples)
     (input_name,) = servable.input_specs(name)
-    outputs = run_signature(servable, name, {input_name: tf.constant(examples, dtype=tf.string)})
-    classes = outputs["classes"].numpy() if "classes" in outputs else None
-    scores = outputs["scores"].numpy() if "scores" in outputs else None
+    with guard.slot(wait_s):
+        outputs = run_signature(servable, name, {input_name: tf.constant(examples, dtype=tf.string)})
+        classes = outputs["classes"].numpy() if "classes" in outputs else None
+        scores = outputs["scores"].numpy() if "scores" in outputs else None
     response = classification_pb2.ClassificationResponse()
     response.model_spec.name = spec.name
     response.model_spec.version.value = servable.version

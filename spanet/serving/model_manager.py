@@ -5,6 +5,11 @@ TF Serving's file-system source serves ``<base>/<version>/`` where ``<version>``
 so a version folder counts only once that file is there. A new version is loaded completely and
 warmed while the old one keeps answering; then one reference assignment switches to it. Requests
 already running hold their own reference to the old version, so none fails during the swap.
+
+A version that fails to load (a partial copy, a broken export) is retried until it loads: at the
+next scan once any of its files changes (name, size, modification or change time), and otherwise
+after a wait that doubles from the poll interval up to ``retry_max_interval_s`` (a transient
+failure). Its error is logged once per distinct failure, not once per retry.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from spanet.serving.config import ServerConfig
 from spanet.serving.errors import not_found
 
 log = logging.getLogger("spanet.serving")
@@ -41,6 +47,31 @@ class ServableVersion:
     def input_specs(self, signature_name: str) -> Dict[str, tf.TensorSpec]:
         """The input name -> TensorSpec of a callable signature."""
         return dict(self.functions[signature_name].structured_input_signature[1])
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """The last failed load of a version: what its files were, why it failed, when to try again."""
+
+    fingerprint: Tuple
+    message: str
+    attempts: int
+    retry_at: float
+
+
+def version_fingerprint(path: str) -> Tuple:
+    """(relative path, size, mtime_ns, ctime_ns, inode) of every file under `path`: changes whenever a copy goes on."""
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            entries.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(entries)
 
 
 def list_versions(base_path: str) -> List[int]:
@@ -94,14 +125,16 @@ class ModelManager:
         base_path: str,
         poll_interval_s: float = 1.0,
         warmup: Optional[Callable[[ServableVersion], None]] = None,
+        retry_max_interval_s: float = ServerConfig.load_retry_max_s,
     ):
         self.model_name = model_name
         self.base_path = os.path.abspath(base_path)
         self.poll_interval_s = poll_interval_s
+        self.retry_max_interval_s = retry_max_interval_s
         self._warmup = warmup
         self._current: Optional[ServableVersion] = None
         self._states: Dict[int, Tuple[int, str]] = {}  # version -> (State, error message)
-        self._failed: Dict[int, float] = {}  # version -> saved_model.pb mtime that failed to load
+        self._failed: Dict[int, _Failure] = {}  # version -> its last failed load
         self._lock = threading.Lock()  # serialises loads (poll thread vs. explicit refresh)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -138,7 +171,8 @@ class ModelManager:
         """Scan the base directory once; load and switch to the newest version if it is not the served one.
 
         Returns True if the served version changed. A version that fails to load is logged, marked
-        with its error, and not retried until its saved_model.pb changes; the old version keeps serving.
+        with its error, and retried at a later scan (see the module docstring); the old version
+        keeps serving meanwhile.
         """
         with self._lock:
             versions = list_versions(self.base_path)
@@ -148,8 +182,10 @@ class ModelManager:
             current = self._current
             if current is not None and current.version == target:
                 return False
-            mtime = self._saved_model_mtime(target)
-            if self._failed.get(target) == mtime:
+            path = os.path.join(self.base_path, str(target))
+            fingerprint = version_fingerprint(path)
+            failed = self._failed.get(target)
+            if failed is not None and failed.fingerprint == fingerprint and time.monotonic() < failed.retry_at:
                 return False
             self._states[target] = (State.LOADING, "")
             started = time.monotonic()
@@ -158,27 +194,35 @@ class ModelManager:
                 if self._warmup is not None:
                     self._warmup(servable)
             except Exception as exc:  # a broken version must not take the server down
-                self._failed[target] = mtime
-                self._states[target] = (State.END, f"{type(exc).__name__}: {exc}"[:1000])
-                log.error("model %s: failed to load version %d from %s: %s", self.model_name, target, self.base_path, exc)
+                self._record_failure(target, fingerprint, f"{type(exc).__name__}: {exc}", failed)
                 return False
+            self._failed.pop(target, None)
             self._current = servable  # the atomic switch
             self._states[target] = (State.AVAILABLE, "")
             if current is not None:
                 self._states[current.version] = (State.END, "")
             log.info(
-                "model %s: loaded version %d from %s in %.1f s; serving version %d%s",
-                self.model_name, target, servable.path, time.monotonic() - started, target,
+                "model %s: loaded version %d from %s in %.1f s%s; serving version %d%s",
+                self.model_name, target, servable.path, time.monotonic() - started,
+                f" (after {failed.attempts} failed attempts)" if failed is not None else "", target,
                 f" (unloaded {current.version})" if current is not None else "",
             )
             return True
 
-    def _saved_model_mtime(self, version: int) -> float:
-        for name in SAVED_MODEL_FILES:
-            path = os.path.join(self.base_path, str(version), name)
-            if os.path.isfile(path):
-                return os.stat(path).st_mtime
-        return 0.0
+    def _record_failure(self, version: int, fingerprint: Tuple, message: str, previous: Optional[_Failure]) -> None:
+        """Mark a failed load, schedule its retry, and log it unless it is the same failure as last time."""
+        message = " ".join(message.split())[:1000]
+        same_files = previous is not None and previous.fingerprint == fingerprint
+        attempts = previous.attempts + 1 if same_files else 1
+        wait = min(self.retry_max_interval_s, self.poll_interval_s * 2 ** (attempts - 1))
+        self._failed[version] = _Failure(fingerprint, message, attempts, time.monotonic() + wait)
+        self._states[version] = (State.END, message)
+        if same_files and previous.message == message:
+            log.debug("model %s: version %d still fails to load (attempt %d; next in %.1f s): %s",
+                      self.model_name, version, attempts, wait, message)
+        else:
+            log.error("model %s: failed to load version %d from %s (retrying when its files change, or in %.1f s): %s",
+                      self.model_name, version, self.base_path, wait, message)
 
     # -- watching -------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -12,8 +12,11 @@ directory is polled and a new version is loaded and warmed (``assets.extra`` war
 present) before an atomic switch, the old one answering until then; NOT_FOUND for an unknown model
 or version, FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for a wrong input name,
 dtype or shape and for TensorFlow's own InvalidArgument (an undecodable image),
-RESOURCE_EXHAUSTED over the message-size limit. Not kept: server-side batching, model config
-files, several models, version labels, monitoring. Do not use it in production.
+RESOURCE_EXHAUSTED over the message-size limit. Added: every bound on what a client controls
+(``ServerConfig.limits``: images per request, declared pixels per image and per request read from
+the image headers before decoding, requests decoding at once; queued RPCs), see ``limits``.
+Not kept: server-side batching, model config files, several models, version labels, monitoring.
+Do not use it in production.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tensorflow_serving.apis import (
 from spanet.serving import inference
 from spanet.serving.config import ServerConfig
 from spanet.serving.errors import ServingError
+from spanet.serving.limits import RequestGuard
 from spanet.serving.model_manager import ModelManager
 from spanet.serving.warmup import warm_up
 
@@ -60,14 +64,15 @@ def _handle(work: Callable[[], object], context: grpc.ServicerContext, rpc: str)
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """PredictionService over the manager's served version (Regress / MultiInference: not for this model)."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, guard: RequestGuard):
         self.manager = manager
+        self.guard = guard
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:  # noqa: N802
-        return _handle(lambda: inference.predict(self.manager, request), context, "Predict")
+        return _handle(lambda: inference.predict(self.manager, request, self.guard, context.time_remaining()), context, "Predict")
 
     def Classify(self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext):  # noqa: N802
-        return _handle(lambda: inference.classify(self.manager, request), context, "Classify")
+        return _handle(lambda: inference.classify(self.manager, request, self.guard, context.time_remaining()), context, "Classify")
 
     def Regress(self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext):  # noqa: N802
         def work():
@@ -103,8 +108,10 @@ class LocalServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.manager = ModelManager(
-            config.model_name, config.model_base_path, config.poll_interval_s, warm_up if config.warmup else None
+            config.model_name, config.model_base_path, config.poll_interval_s, warm_up if config.warmup else None,
+            retry_max_interval_s=config.load_retry_max_s,
         )
+        self.guard = RequestGuard(config.limits)
         self.port: Optional[int] = None
         self.rest_port: Optional[int] = None
         self._grpc: Optional[grpc.Server] = None
@@ -118,8 +125,9 @@ class LocalServer:
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="grpc"),
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                      ("grpc.so_reuseport", 0)],
+            maximum_concurrent_rpcs=config.max_workers + config.max_queued_rpcs,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.guard), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), server)
         address = f"{config.host}:{config.port}"
         try:
@@ -143,7 +151,10 @@ class LocalServer:
         if config.rest_port is not None:
             from spanet.serving.rest import RestServer
 
-            self._rest = RestServer(self.manager, config.host, config.rest_port, limit).start()
+            self._rest = RestServer(
+                self.manager, config.host, config.rest_port, limit, guard=self.guard,
+                read_timeout_s=config.rest_read_timeout_s, max_connections=config.max_rest_connections,
+            ).start()
             self.rest_port = self._rest.port
         log.info(
             "serving model %r from %s on gRPC %s:%d%s (local TF Serving stand-in; production uses TF Serving)",

@@ -48,11 +48,41 @@ def _dims(shape: tf.TensorShape) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
 
 
-def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]) -> Dict[str, tf.Tensor]:
-    """Validate request `inputs` against the signature's input `specs` and convert them to tensors.
+def _num_elements(shape: tf.TensorShape) -> int:
+    count = 1
+    for d in shape.as_list():
+        count *= d
+    return count
 
-    Raises INVALID_ARGUMENT (like TF Serving) for missing or extra aliases, an unparsable tensor,
-    a dtype other than the signature's, or a shape the signature does not accept.
+
+def _check_values(alias: str, proto: tensor_pb2.TensorProto, shape: tf.TensorShape) -> None:
+    """The values a proto holds must be as many as its shape declares, and at least one."""
+    if shape.rank is None or None in shape.as_list():
+        return
+    declared = _num_elements(shape)
+    if declared == 0 and shape.rank > 0:
+        raise invalid_argument(f"input {alias} is an empty batch (shape {_dims(shape)}): send at least one value")
+    if proto.dtype == types_pb2.DT_STRING:
+        sent = len(proto.string_val)
+        if sent != declared:
+            raise invalid_argument(
+                f"input {alias} declares shape {_dims(shape)} ({declared} values) but holds {sent} values"
+            )
+    elif proto.tensor_content:
+        itemsize = tf.as_dtype(proto.dtype).size
+        if len(proto.tensor_content) != declared * itemsize:
+            raise invalid_argument(
+                f"input {alias} declares shape {_dims(shape)} ({declared} values, {declared * itemsize} bytes of "
+                f"{_dtype_name(proto.dtype)}) but its tensor_content holds {len(proto.tensor_content)} bytes"
+            )
+
+
+def validate_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]) -> None:
+    """Check request `inputs` against the signature's input `specs`, without converting anything.
+
+    Raises INVALID_ARGUMENT (like TF Serving) for missing or extra aliases, a dtype other than the
+    signature's, or a shape the signature does not accept; and (clearer than TF Serving, which pads
+    or truncates) for an empty batch or a number of values other than the declared shape holds.
     """
     sent, wanted = set(inputs), set(specs)
     if len(sent) != len(wanted):
@@ -61,7 +91,6 @@ def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[st
             f"len({{{','.join(sorted(wanted))}}}). Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
             f"Missing but required: {{{','.join(sorted(wanted - sent))}}}."
         )
-    tensors = {}
     for position, alias in enumerate(sorted(inputs)):
         if alias not in specs:
             raise invalid_argument(
@@ -76,9 +105,22 @@ def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[st
         shape = proto_shape(proto)
         if not spec.shape.is_compatible_with(shape):
             raise invalid_argument(f"input {alias} has shape {_dims(shape)}, but the signature expects {_dims(spec.shape)}")
+        _check_values(alias, proto, shape)
+
+
+def convert_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]) -> Dict[str, tf.Tensor]:
+    """Request `inputs` (already validated) as tensors of the signature's dtypes; INVALID_ARGUMENT if one cannot be parsed."""
+    tensors = {}
+    for alias in sorted(inputs):
         try:
-            value = from_tensor_proto(proto)
+            value = from_tensor_proto(inputs[alias])
         except Exception:  # malformed content (wrong value count, bad bytes): TF Serving's FromProto failure
             raise invalid_argument(f"tensor parsing error: {alias}") from None
-        tensors[alias] = tf.constant(value, dtype=spec.dtype)
+        tensors[alias] = tf.constant(value, dtype=specs[alias].dtype)
     return tensors
+
+
+def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]) -> Dict[str, tf.Tensor]:
+    """Validate request `inputs` against the signature's input `specs` and convert them to tensors."""
+    validate_inputs(inputs, specs)
+    return convert_inputs(inputs, specs)

@@ -24,6 +24,21 @@ def test_threshold_never_below_half_and_never_above_the_ceiling():
     # A model that calls defects normal cannot reach the target without flagging everything.
     hard = choose_threshold(np.array([0.99, 0.98, 0.97, 0.99]), np.array([True, True, True, False]), 0.99, 0.95)
     assert hard.threshold == 0.95 and hard.defect_recall == 0.0 and not hard.target_reached
+    assert (easy.limited_by, hard.limited_by) == ("floor", "ceiling")
+
+
+def test_the_false_alarm_budget_lowers_the_threshold():
+    # 100 normal wafers with P(normal) 0.50, 0.505, ... 0.995; defects at 0.2 and 0.9.
+    normals = 0.5 + 0.005 * np.arange(100)
+    p = np.concatenate([normals, [0.2, 0.9]])
+    is_defect = np.array([False] * 100 + [True, True])
+    free = choose_threshold(p, is_defect, 1.0, 0.95)
+    assert free.defect_recall == 1.0 and free.false_alarm_rate == pytest.approx(0.81) and free.limited_by == "target recall"
+    budget = choose_threshold(p, is_defect, 1.0, 0.95, max_false_alarm_rate=0.1)
+    assert budget.threshold == pytest.approx(0.55) and budget.false_alarm_rate == pytest.approx(0.10)
+    assert budget.defect_recall == 0.5 and not budget.target_reached and budget.limited_by == "false-alarm budget"
+    # A budget the target fits in changes nothing.
+    assert choose_threshold(p, is_defect, 0.5, 0.95, max_false_alarm_rate=0.1).limited_by == "floor"
 
 
 def test_defect_score_crosses_one_half_exactly_at_the_threshold():

@@ -16,7 +16,7 @@ import tensorflow as tf
 from components.eval_summary import summarize_evaluation
 from components.operating_point import MIN_THRESHOLD
 from pipeline.results import read_results
-from pipeline.run_local import run
+from pipeline.run_local import EXIT_REFUSED, run
 from spanet.data.convention import die_map_to_image
 from spanet.data.generator import generate_wafer_maps
 from spanet.data.imageio import encode_png
@@ -142,7 +142,7 @@ def test_gate_refuses_an_undertrained_model_and_pushes_nothing(tiny_pipeline_run
     config = tiny_pipeline_run["config"]
     versions_before = sorted(os.listdir(config.serving_dir))
     weak = config.with_updates(training=replace(config.training, epochs=1, learning_rate=1e-6, final_learning_rate=1e-7))
-    assert run(weak) == 0
+    assert run(weak) == EXIT_REFUSED  # finished, but nothing pushed: not a success for scripts
     results = read_results(weak.metadata_path)
     assert results.blessed is False and results.pushed is False
     assert sorted(os.listdir(config.serving_dir)) == versions_before

@@ -16,6 +16,27 @@ import pytest
 TEST_SERVER_MAX_MESSAGE = 4 * 1024 * 1024
 
 
+def encode_blank_png(width: int, height: int) -> bytes:
+    """A valid grey PNG of width x height black pixels, deflated row by row: 20000 x 20000 is ~390 KB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    deflate = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + one byte per pixel
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def blank_png():
+    """:func:`encode_blank_png`: ``blank_png(width, height)`` -> the bytes of a valid black grey PNG."""
+    return encode_blank_png
+
+
 @pytest.fixture(scope="session")
 def source_base_dir(request) -> Path:
     """A TF Serving base directory holding one version exported by the project's Trainer."""

@@ -1,6 +1,7 @@
 """Die-level augmentation: any rotation, mirror, other grids and die noise keep a wafer map a wafer map."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from spanet.augment import AugmentConfig, augment_wafer_map, die_noise, dihedral, resample
@@ -84,3 +85,31 @@ def test_dihedral_gives_each_image_one_of_its_eight_orientations():
         assert matches
         seen.add(matches[0])
     assert len(seen) >= 6  # drawn per image, not one orientation for the whole batch
+
+
+def test_orientations_are_the_exact_mirrors_and_quarter_turns():
+    from spanet.augment import orientations_of
+
+    image = tf.reshape(tf.range(9, dtype=tf.float32), [1, 3, 3, 1])
+    views = orientations_of(image, 8).numpy()[..., 0]
+    expected = {tuple(np.rot90(np.arange(9).reshape(3, 3), k).ravel()) for k in range(4)}
+    expected |= {tuple(np.rot90(np.arange(9).reshape(3, 3).T, k).ravel()) for k in range(4)}
+    assert {tuple(v.ravel().astype(int)) for v in views} == expected and len(views) == 8
+    assert orientations_of(tf.zeros([2, 4, 6, 1]), 4).shape == (8, 4, 6, 1)
+    with pytest.raises(ValueError, match="8 orientations need square images; got 4x6"):
+        orientations_of(tf.zeros([2, 4, 6, 1]), 8)
+    with pytest.raises(ValueError, match="orientations must be one of"):
+        orientations_of(image, 3)
+
+
+def test_averaging_over_orientations_makes_a_model_exactly_invariant():
+    from spanet.augment import mean_over_orientations
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.random([3, 8, 8, 1]), tf.float32)
+    model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3), tf.keras.layers.Flatten(), tf.keras.layers.Dense(5)])
+    model.build([None, 8, 8, 1])
+    turned = tf.image.rot90(tf.image.flip_left_right(images), 1)
+    np.testing.assert_allclose(mean_over_orientations(model, images, 8), mean_over_orientations(model, turned, 8), atol=1e-5)
+    assert not np.allclose(model(images), model(turned), atol=1e-3)  # the model alone is not invariant
+    np.testing.assert_allclose(mean_over_orientations(model, images, 1), model(images), atol=1e-6)

@@ -151,3 +151,17 @@ def test_grid_size_bounds_are_checked():
     with pytest.raises(ValueError, match="max_size must be at most 512"):
         GeneratorConfig(max_size=60000)
     assert {r.image.shape for r in generate_wafer_maps(30, 0, min_size=52, max_size=52)} == {(52, 52)}
+
+
+@pytest.mark.parametrize("cls", ["Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Scratch"])
+def test_every_pattern_is_visible_even_on_small_grids(cls):
+    """A pattern's region holds enough dies to fail visibly: no "defective" map that looks clean."""
+    from spanet.data.generator import DEFECT_CLASSES, GeneratorConfig, PatternRanges, generate_die_maps
+
+    config = GeneratorConfig(ranges=PatternRanges(background_rate=(0.0, 0.0), clustered_share=0.0))
+    multi_hot = np.zeros((400, len(DEFECT_CLASSES)), bool)
+    multi_hot[:, DEFECT_CLASSES.index(cls)] = True
+    for size in [(12, 14), (16, 16), (26, 24)]:
+        maps = generate_die_maps(multi_hot, size, np.random.default_rng(5), config)
+        fails = (maps == 2).sum(axis=(1, 2))
+        assert fails.min() >= 4, f"{cls} on {size}: {np.sort(fails)[:10]}"
