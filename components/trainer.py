@@ -35,8 +35,8 @@ from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations  
 from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
 from spanet.calibration import expected_calibration_error, fit_temperature, softmax_probabilities  # noqa: E402
 from spanet.input_pipeline import without_autotuning  # noqa: E402
-from spanet.tracing import trace_once  # noqa: E402
 from spanet.ood import STATISTICS, familiarity_threshold, fit_envelope, input_statistics, outside_envelope  # noqa: E402
+from spanet.tracing import trace_once  # noqa: E402
 
 #: Files the Trainer leaves in its run directory (beside the TensorBoard logs).
 HISTORY_CSV = "history.csv"

@@ -170,7 +170,8 @@ def test_in_process_run_of_an_npz_with_mixed_types_excluded(tmp_path):
 def test_changed_data_misses_the_cache_and_unchanged_data_hits_it(tmp_path):
     """A rerun on the same path after the data changed must ingest again (issue: stale cache)."""
     data = tmp_path / "png"
-    write_dataset(generate_wafer_maps(20, 4, lot_size=5, min_size=26, max_size=30, class_mix={"Center": 1.0, "none": 1.0}),
+    # 20 lots of 2: every split gets lots (an empty split now stops ingestion).
+    write_dataset(generate_wafer_maps(40, 4, lot_size=2, min_size=26, max_size=30, class_mix={"Center": 1.0, "none": 1.0}),
                   str(data), "png")
 
     def run_once():

@@ -137,7 +137,7 @@ def test_schema_anomaly_stops_the_run_before_training(tmp_path, capsys, tiny_con
     assert not glob.glob(os.path.join(config.pipeline_root, "Trainer", "*", "*"))
 
 
-def test_gate_refuses_an_undertrained_model_and_pushes_nothing(tiny_pipeline_run):
+def test_gate_refuses_an_undertrained_model_and_pushes_nothing(tiny_pipeline_run, tmp_path):
     """Runs last: the same pipeline, but the Trainer stops after one epoch at a negligible learning rate."""
     config = tiny_pipeline_run["config"]
     versions_before = sorted(os.listdir(config.serving_dir))
@@ -149,12 +149,14 @@ def test_gate_refuses_an_undertrained_model_and_pushes_nothing(tiny_pipeline_run
     evaluation = summarize_evaluation(results.evaluation_uri, results.training_summary["class_names"])
     assert not evaluation["validation_ok"] and evaluation["validation_failures"]
 
-    # Rerun the first configuration: every component is cached, and the run reports its own (cached)
-    # artifacts, not the newer ones the weak run left in the same store.
+    # Rerun the first configuration (pushing elsewhere, so the shared serving folder keeps its one
+    # version): the Trainer is cached, and the run reports that cached model and its own evaluation,
+    # not the newer model and evaluation the weak run left in the same store.
     first = tiny_pipeline_run["results"]
     started_ms = int(time.time() * 1000)
-    assert run(config) == 0
+    assert run(config.with_updates(serving_base_dir=str(tmp_path / "serving"))) == 0
     again = read_results(config.metadata_path, since_ms=started_ms)
-    assert (again.model_uri, again.evaluation_uri, again.blessed) == (first.model_uri, first.evaluation_uri, True)
-    assert again.pushed and again.pushed_path == first.pushed_path
-    assert again.model_uri != results.model_uri and again.evaluation_uri != results.evaluation_uri
+    assert again.model_uri == first.model_uri != results.model_uri
+    assert again.trainer_run_dir == first.trainer_run_dir != results.trainer_run_dir
+    assert again.blessed is True and again.pushed and again.pushed_path.startswith(str(tmp_path))
+    assert again.evaluation_uri not in (first.evaluation_uri, results.evaluation_uri)  # the Evaluator ran: now with a baseline
