@@ -138,7 +138,8 @@ def kill_at(component: str, work: str) -> Dict[str, object]:
     output_root = os.path.join(work, f"kill-{component}")
     command = [sys.executable, os.path.join(ROOT, "pipeline", "run_local.py"), "--output-root", output_root, *SMALL_RUN]
     env = {**os.environ, "PYTHONPATH": ROOT}
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    log = open(os.path.join(work, f"kill-{component}.log"), "w", encoding="utf-8")
+    run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.time() + 900
     while not _artifact_dirs(output_root, component) and run.poll() is None and time.time() < deadline:
         time.sleep(0.5)
@@ -146,7 +147,11 @@ def kill_at(component: str, work: str) -> Dict[str, object]:
     if killed:
         time.sleep(1.0)  # inside the component's executor
         os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    first_exit = run.wait()
+    log.close()
+    if not killed:  # it ended before the component started: say how
+        with open(log.name, encoding="utf-8") as handle:
+            print(f"  (the first run ended by itself, exit {first_exit}: {handle.read()[-300:]!r})")
     started = time.time()
     rerun = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     results = read_results(os.path.join(output_root, "metadata", "metadata.sqlite"), since_ms=int(started * 1000))

@@ -48,6 +48,10 @@ WM811K_CLASS_COUNTS: Dict[str, int] = {
 #: cost memory (a chunk of 1,024 maps of 1,000 x 1,000 dies is 4 GB of float32 probabilities).
 MAX_GRID_SIDE = 512
 
+#: Changes whenever the recipe's code changes what a configuration draws (e.g. 2026-12-03: regions
+#: too small to see are redrawn), so that data made by older code is not taken for today's.
+RECIPE_VERSION = "2026-12-03"
+
 _SOURCE = "synthetic"
 _TWO_PI = 2.0 * np.pi
 
