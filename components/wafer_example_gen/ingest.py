@@ -62,13 +62,14 @@ class _ReadEncodeSplit(beam.DoFn):
         for result in self._reader.read_shard(shard):
             if isinstance(result, WaferRecord):
                 split = assign_split(result.split_key, self._ratios, self._seed)
-                reason = out_of_bounds(result, self._bounds)
-                try:
-                    if reason:
-                        raise ValueError(reason)
-                    example = record_to_example(result).SerializeToString()
-                except (ValueError, TypeError) as exc:  # outside the schema, or an image PNG cannot hold
-                    result = RejectedRecord(result.ref, str(exc) if reason else f"cannot encode: {exc}", label=result.label)
+                reason = out_of_bounds(result, self._bounds)  # outside the schema: never encoded
+                if not reason:
+                    try:
+                        example = record_to_example(result).SerializeToString()
+                    except (ValueError, TypeError) as exc:  # e.g. an image PNG cannot hold
+                        reason = f"cannot encode: {exc}"
+                if reason:
+                    result = RejectedRecord(result.ref, reason, label=result.label)
                 else:
                     counts["examples"][(split, result.label)] += 1
                     counts["lots"].add((split, result.split_key))
