@@ -37,6 +37,11 @@ class ImageConfig:
     width: int = 64
     channels: int = 1
     normal_class: str = NORMAL_CLASS
+    # Besides the area-averaged image, a second copy resized by the maximum over each pixel's
+    # footprint: area averaging dims a one-die scratch on a 150-die grid to a third of its contrast,
+    # the maximum keeps it whole; the model then sees both (2x the image channels). Off: measured on
+    # the default run (one run each), 7 test misses and macro-F1 0.958 with it, 5 and 0.968 without.
+    max_channel: bool = False
 
     def __post_init__(self):
         for name in ("height", "width"):
@@ -44,6 +49,11 @@ class ImageConfig:
                 raise ValueError(f"image {name} must be an integer >= 8; got {getattr(self, name)!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"image channels must be 1 (grey) or 3 (RGB); got {self.channels!r}")
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the model's input: the image's, twice with :attr:`max_channel`."""
+        return self.channels * (2 if self.max_channel else 1)
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "ImageConfig":

@@ -57,6 +57,7 @@ class GateConfig:
     min_defect_recall: float = 0.99
     max_false_alarm_rate: float = 0.10
     recall_tolerance: float = 0.005
+    #: The classes slices and reports cover; () until the run's classes are resolved.
     class_names: Tuple[str, ...] = ()
     normal_class: str = "none"
     slice_features: Tuple[str, ...] = (STAGE_KEY, SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY)
@@ -81,7 +82,8 @@ class GateConfig:
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1); got {value!r}")
         clopper_pearson.check_policy(self.min_slice_support, self.too_few)
-        if self.normal_class not in self.class_names:
+        # Empty class_names: filled in once the run's classes are known (pipeline.classes.resolve_classes).
+        if self.class_names and self.normal_class not in self.class_names:
             raise ValueError(f"normal_class {self.normal_class!r} must be one of class_names {list(self.class_names)}")
 
     @property

@@ -137,7 +137,7 @@ def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfi
         if config.model == "spanet":
             options["attention"] = config.attention
     return build_model(
-        config.model, num_classes=num_classes, input_shape=(image.height, image.width, image.channels),
+        config.model, num_classes=num_classes, input_shape=(image.height, image.width, image.input_channels),
         width=config.width, **options,
     )
 

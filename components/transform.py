@@ -25,14 +25,31 @@ def decode(encoded: tf.Tensor, config: ImageConfig) -> tf.Tensor:
     return tf.io.decode_image(encoded, channels=config.channels, expand_animations=False)
 
 
-def resize(image: tf.Tensor, config: ImageConfig) -> tf.Tensor:
-    """One uint8 image (H, W, C) -> float32 (height, width, C) in [0, 1].
+def max_resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """float (H, W, C) -> (height, width, C), each pixel the maximum over its footprint in the image.
 
-    Area averaging, so that a wafer map's die survives as a grey level whatever the map's size.
+    Nearest-neighbour resizing to a whole multiple of the target (every source pixel lands in some
+    block), then the maximum over each block; an image smaller than the target is simply enlarged.
+    """
+    shape = tf.shape(image)
+    rows = tf.maximum(1, -(-shape[0] // height))  # ceil
+    cols = tf.maximum(1, -(-shape[1] // width))
+    enlarged = tf.image.resize(image, tf.stack([height * rows, width * cols]), method="nearest")
+    blocks = tf.reshape(enlarged, tf.stack([height, rows, width, cols, shape[2]]))
+    return tf.reduce_max(blocks, axis=[1, 3])
+
+
+def resize(image: tf.Tensor, config: ImageConfig) -> tf.Tensor:
+    """One uint8 image (H, W, C) -> float32 (height, width, input_channels) in [0, 1].
+
+    Area averaging, so that a wafer map's die survives as a grey level whatever the map's size; with
+    ``config.max_channel`` also the footprint maximum (:func:`max_resize`), where a thin line keeps its level.
     """
     image = tf.image.convert_image_dtype(image, tf.float32)
-    image = tf.image.resize(image, [config.height, config.width], method="area")
-    return tf.ensure_shape(image, [config.height, config.width, config.channels])
+    resized = tf.image.resize(image, [config.height, config.width], method="area")
+    if config.max_channel:
+        resized = tf.concat([resized, max_resize(image, config.height, config.width)], axis=-1)
+    return tf.ensure_shape(resized, [config.height, config.width, config.input_channels])
 
 
 def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
@@ -44,7 +61,7 @@ def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
     images = tf.reshape(images, [-1])
     return tf.map_fn(
         lambda encoded: resize(decode(encoded, config), config), images,
-        fn_output_signature=tf.TensorSpec([config.height, config.width, config.channels], tf.float32),
+        fn_output_signature=tf.TensorSpec([config.height, config.width, config.input_channels], tf.float32),
     )
 
 

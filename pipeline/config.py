@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from components.config import ImageConfig, ModuleConfig, TrainingConfig
 from components.evaluation import GateConfig
@@ -21,6 +21,9 @@ from spanet.data.generator import RECIPE_VERSION, GeneratorConfig, PatternRanges
 #: A quarter goes to test so that the default data's test split holds ~830 defective wafers: the
 #: gate's one-sided 95 % lower bound on defect recall clears 0.99 with up to 3 misses there (with
 #: none it needs 299 defective wafers; components.clopper_pearson.defects_needed).
+#: How mixed-type labels (``Center+Loc``) are trained: each combination as its own class (MixedWM38's
+#: 38 classes), or "single": mixed maps are left out, counted in the quarantine report.
+MIXED_MODES: Tuple[str, ...] = ("classes", "single")
 DEFAULT_SPLITS: Tuple[Tuple[str, float], ...] = (("train", 0.6), ("eval", 0.15), ("test", 0.25))
 #: Beam on one machine: the DirectRunner with one worker process per core.
 LOCAL_BEAM_ARGS: Tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
@@ -78,7 +81,10 @@ class PipelineConfig:
     split_seed: int = 0
     image: ImageConfig = field(default_factory=ImageConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    class_names: Tuple[str, ...] = WAFER_CLASSES
+    #: The classes, in report order; None: the labels found in the data (pipeline.classes.resolve_classes).
+    class_names: Optional[Tuple[str, ...]] = None
+    #: Mixed-type labels such as ``Center+Loc``: each combination its own class, or left out ("single").
+    mixed: str = "classes"
     gate: Optional[GateConfig] = None  # None: the default gate over ``class_names``
     #: The name the model is served under (TF Serving's MODEL_NAME).
     model_name: str = "spanet"
@@ -94,7 +100,9 @@ class PipelineConfig:
         for required in ("train", "eval", "test"):
             if required not in names:
                 raise ValueError(f"splits must include {required!r} (train: fit, eval: operating point, test: gate); got {names}")
-        if self.image.normal_class not in self.class_names:
+        if self.mixed not in MIXED_MODES:
+            raise ValueError(f"mixed must be one of {list(MIXED_MODES)}; got {self.mixed!r}")
+        if self.class_names is not None and self.image.normal_class not in self.class_names:
             raise ValueError(f"the normal class {self.image.normal_class!r} must be one of class_names {list(self.class_names)}")
 
     @property
@@ -125,7 +133,18 @@ class PipelineConfig:
 
     @property
     def gate_config(self) -> GateConfig:
+        if self.class_names is None:
+            raise ValueError("the class set is not resolved yet: pipeline.classes.resolve_classes(config) fills it in")
         return self.gate or GateConfig(class_names=self.class_names, normal_class=self.image.normal_class)
+
+    def reader_options(self, data_format: str) -> Dict[str, Any]:
+        """Keyword options for the reader of `data_format` that follow from this configuration."""
+        from spanet.data.readers import READERS
+
+        reader = READERS.get(data_format)
+        if reader is not None and "mixed" in {f.name for f in dataclasses.fields(reader)}:
+            return {"mixed": self.mixed != "single"}
+        return {}
 
     @property
     def module_config(self) -> ModuleConfig:

@@ -72,9 +72,10 @@ def build_pipeline_job(config: PipelineConfig, kubeflow: KubeflowConfig) -> Dict
     """The PipelineJob dict (``pipelineSpec``, ``runtimeConfig``, ...) for ``config`` on Kubeflow."""
     from tfx import v1 as tfx
 
+    from pipeline.classes import classes_for_compile
     from pipeline.spanet_pipeline import create_pipeline
 
-    pipeline = create_pipeline(config)
+    pipeline = create_pipeline(classes_for_compile(config) if config.class_names is None else config)
     resources = trainer_resources(kubeflow)
     if resources is not None:
         trainer = [c for c in pipeline.components if c.id == TRAINER_ID]

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.report.artifacts import REPORT_HTML, EvaluationReport
 from components.trainer import TRAINING_SUMMARY_JSON
+from components.wafer_example_gen.artifacts import SUMMARY_JSON
 
 
 def connect(metadata_path: str) -> metadata_store.MetadataStore:
@@ -72,6 +73,8 @@ class RunResults:
     #: The EvaluationReporter's folder (report.html, images/, report.json).
     report_uri: Optional[str] = None
     training_summary: Dict[str, Any] = field(default_factory=dict)
+    #: WaferExampleGen's summary: examples per split and class, rejected and left-out records.
+    quarantine_summary: Dict[str, Any] = field(default_factory=dict)
     component_seconds: Dict[str, float] = field(default_factory=dict)
 
     @property
@@ -123,9 +126,16 @@ def read_results(metadata_path: str, since_ms: int = 0) -> RunResults:
         component_seconds=component_durations(store, pipeline_run),
     )
     if run is not None:
-        summary_path = os.path.join(run.uri, TRAINING_SUMMARY_JSON)
-        if os.path.exists(summary_path):
-            with open(summary_path, encoding="utf-8") as handle:
-                results.training_summary = json.load(handle)
+        results.training_summary = _read_json(os.path.join(run.uri, TRAINING_SUMMARY_JSON))
+    if results.quarantine_uri:
+        results.quarantine_summary = _read_json(os.path.join(results.quarantine_uri, SUMMARY_JSON))
     return results
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+    """A JSON file's object, or {} when the file is absent."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 

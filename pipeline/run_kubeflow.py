@@ -33,6 +33,7 @@ import argparse  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
 
+from pipeline.classes import add_class_arguments, apply_class_arguments, classes_for_compile  # noqa: E402
 from pipeline.cluster import MODELS_MOUNT, DEFAULT_PIPELINE_IMAGE, NVIDIA_GPU, KubeflowConfig, Toleration, parse_label  # noqa: E402
 from pipeline.config import LOCAL_BEAM_ARGS, PipelineConfig, stray_arguments  # noqa: E402
 from pipeline.kfp_submit import HOST_ENV, TOKEN_ENV, SubmitError, SubmitRequest, submit  # noqa: E402
@@ -62,6 +63,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     pipe.add_argument("--serving-dir", help="the Pusher's base directory (TF Serving's model base path), e.g. gs://bucket/serving/spanet")
     pipe.add_argument("--serving-pvc", help=f"mount this PVC at {MODELS_MOUNT} in the Pusher's pod and push to {MODELS_MOUNT}/<model name>")
     pipe.add_argument("--epochs", type=int, help="maximum training epochs")
+    add_class_arguments(pipe)
     pipe.add_argument("--no-cache", action="store_true", help="re-run every component")
     trainer = parser.add_argument_group("trainer resources and scheduling")
     trainer.add_argument("--gpus", type=int, default=0, help="GPUs for the Trainer (default: %(default)s)")
@@ -89,7 +91,8 @@ def configs_from_args(args: argparse.Namespace, beam_args: List[str]) -> Tuple[P
     if args.serving_dir and args.serving_pvc:
         raise ValueError("give --serving-dir or --serving-pvc, not both")
     # model_name also reaches the Trainer (PipelineConfig.module_config): its warm-up requests carry it.
-    config = PipelineConfig(pipeline_name=args.pipeline_name, model_name=args.model_name, enable_cache=not args.no_cache)
+    config = apply_class_arguments(
+        PipelineConfig(pipeline_name=args.pipeline_name, model_name=args.model_name, enable_cache=not args.no_cache), args)
     if args.epochs is not None:
         config = config.with_updates(training=replace(config.training, epochs=args.epochs))
     if args.pipeline_root:
@@ -139,6 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         config, kubeflow = configs_from_args(args, beam_args)
+        config = classes_for_compile(config)
     except ValueError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2

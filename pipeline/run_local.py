@@ -32,6 +32,7 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
 
+from pipeline.classes import add_class_arguments, apply_class_arguments, resolve_classes, unlisted_labels  # noqa: E402
 from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
 from spanet.data.readers import FORMATS  # noqa: E402
 
@@ -59,6 +60,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--image-size", type=int, help="model input height and width in pixels")
     parser.add_argument("--channels", type=int, choices=[1, 3], help="1 for wafer maps / grey images, 3 for RGB")
+    add_class_arguments(parser)
     parser.add_argument("--model-name", default="spanet", help="name the model is served under")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
     return parser.parse_known_args(argv)
@@ -66,7 +68,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
 
 def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> PipelineConfig:
     """The pipeline configuration for these command-line arguments."""
-    config = PipelineConfig(output_root=args.output_root, model_name=args.model_name, enable_cache=not args.no_cache)
+    config = apply_class_arguments(
+        PipelineConfig(output_root=args.output_root, model_name=args.model_name, enable_cache=not args.no_cache), args)
     training = {k: v for k, v in dict(model=args.model, width=args.width, r=args.r, epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
     image = {}
     if args.image_size is not None:
@@ -116,6 +119,11 @@ def run(config: PipelineConfig) -> int:
         with hold_output_root(config.output_root):
             if config.data_path is None:
                 ensure_default_data(config)
+            config, census = resolve_classes(config)
+            print(f"Classes ({len(config.class_names)}; normal: {config.image.normal_class!r}): {', '.join(config.class_names)}")
+            unlisted = unlisted_labels(config.class_names, census)
+            if unlisted:
+                print(f"Labels in the data outside --classes: {unlisted}; the schema check will stop the run on them", file=sys.stderr)
             os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
             metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
             started = time.time()
@@ -139,6 +147,10 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
     if results.component_seconds:
         print("Component times: " + ", ".join(f"{k} {v:.0f}s" for k, v in results.component_seconds.items()))
     summary = results.training_summary
+    excluded = results.quarantine_summary.get("rejected_total", {}).get("excluded", 0) if results.quarantine_summary else 0
+    if excluded:
+        print(f"Left out: {excluded} wafers (mixed-type in --mixed single, or a reader option); per class: "
+              f"{results.quarantine_summary['rejected_per_kind_and_class']['excluded']}")
     if summary:
         point = summary["operating_point"]
         print(f"Trainer: {summary['epochs_run']} epochs, {summary['parameters']:,} parameters; operating threshold "

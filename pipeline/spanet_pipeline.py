@@ -1,6 +1,6 @@
 """``create_pipeline(config)``: the one TFX pipeline that the local and the Kubeflow runners run.
 
-WaferExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
+WaferExampleGen -> StatisticsGen -> ClassSchemaGen (curated schema + this run's classes) -> ExampleValidator
 -> SchemaAnomalyGate -> Transform -> Trainer -> Resolver (latest blessed model)
 -> Evaluator (defect-recall gate on the test split) -> EvaluationReporter (report.html)
 -> Pusher (TF Serving layout).
@@ -8,6 +8,7 @@ WaferExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleV
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -16,8 +17,8 @@ from typing import List, Optional  # noqa: E402
 
 from tfx import v1 as tfx  # noqa: E402
 
-import schemas  # noqa: E402
 from components.anomaly_gate import SchemaAnomalyGate  # noqa: E402
+from components.class_schema import ClassSchemaGen  # noqa: E402
 from components.evaluation import build_eval_config  # noqa: E402
 from components.report.component import EvaluationReporter  # noqa: E402
 from components.wafer_example_gen import WaferExampleGen  # noqa: E402
@@ -37,13 +38,16 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         data_format=config.resolved_data_format,
         split_ratios=dict(config.splits),
         seed=config.split_seed,
+        reader_options=config.reader_options(config.resolved_data_format),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schemas.schema_path())
+    if config.class_names is None:
+        raise ValueError("the class set is not resolved: call pipeline.classes.resolve_classes(config) first")
+    schema_gen = ClassSchemaGen(class_names=json.dumps(list(config.class_names)))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    anomaly_gate = SchemaAnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    anomaly_gate = SchemaAnomalyGate(anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"])
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],

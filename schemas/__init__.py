@@ -1,4 +1,4 @@
-"""The curated schema of ingested wafer examples: its path (for ImportSchemaGen) and a loader."""
+"""The curated schema of ingested examples: its path, a loader, and the schema for a run's own classes (ClassSchemaGen)."""
 
 import os
 
@@ -7,7 +7,7 @@ SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.p
 
 
 def schema_path() -> str:
-    """Path of ``schema.pbtxt``, as ``ImportSchemaGen(schema_file=schema_path())`` takes it."""
+    """Path of the curated ``schema.pbtxt`` (the nine WM-811K classes as its label domain)."""
     return SCHEMA_FILE
 
 
@@ -18,3 +18,25 @@ def load_schema():
 
     with open(SCHEMA_FILE, "r", encoding="utf-8") as fh:
         return text_format.Parse(fh.read(), schema_pb2.Schema())
+
+
+#: The schema's feature and string domain that hold the class name (components/features.py LABEL_KEY).
+LABEL_DOMAIN = "label"
+
+
+def schema_for_classes(class_names):
+    """The curated schema with the label domain set to `class_names`: ExampleValidator then stops a
+    run on any other label. Raises ValueError for an empty or repeated class list."""
+    names = list(class_names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"class_names must be distinct names, at least one; got {names}")
+    schema = load_schema()
+    domain = next(d for d in schema.string_domain if d.name == LABEL_DOMAIN)
+    del domain.value[:]
+    domain.value.extend(names)
+    return schema
+
+
+def label_domain(schema):
+    """The class names a schema allows."""
+    return [v for d in schema.string_domain if d.name == LABEL_DOMAIN for v in d.value]

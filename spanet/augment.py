@@ -18,7 +18,7 @@ from typing import Tuple
 
 import tensorflow as tf
 
-from spanet.data.classes import FAIL_DIE_LEVEL, PASS_DIE_LEVEL
+from spanet.data.classes import FAIL_DIE_LEVEL, OFF_WAFER_LEVEL, PASS_DIE_LEVEL
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,11 @@ def augment_wafer_map(image: tf.Tensor, config: AugmentConfig = AugmentConfig())
         new = tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
         return tf.clip_by_value(new, tf.minimum(size, config.min_side), tf.maximum(size, config.max_side))
 
+    # Only a grey image whose every pixel is a die level (off / pass / fail) is a wafer map: grey
+    # inspection photographs are resampled like RGB ones, without the wafer's ellipse or die noise.
     grey = image.shape.rank == 3 and image.shape[-1] == 1
+    levels = [tf.equal(image, tf.constant(level, image.dtype)) for level in (OFF_WAFER_LEVEL, PASS_DIE_LEVEL, FAIL_DIE_LEVEL)]
+    wafer_map = tf.reduce_all(levels[0] | levels[1] | levels[2]) if grey else tf.constant(False)
 
     def resampled() -> tf.Tensor:
         out_rows, out_cols = scaled(rows, scales[0]), scaled(cols, scales[1])
@@ -105,13 +109,13 @@ def augment_wafer_map(image: tf.Tensor, config: AugmentConfig = AugmentConfig())
             # A grey wafer map: no die outside the new grid's inscribed ellipse (nearest-die sampling
             # can carry a rim die just past it).
             v, u = tf.meshgrid(_wafer_axis(out_rows), _wafer_axis(out_cols), indexing="ij")
-            out = tf.where((u * u + v * v <= 1.0)[..., None], out, tf.zeros_like(out))
+            out = tf.where(((u * u + v * v <= 1.0) | ~wafer_map)[..., None], out, tf.zeros_like(out))
         return out
 
     out = resampled() if config.rotate else tf.cond(regrid, resampled, lambda: image)
     if grey:
-        out = die_noise(out, tf.random.uniform([], 0.0, config.max_pass_to_fail),
-                        tf.random.uniform([], 0.0, config.max_fail_to_pass))
+        noisy = die_noise(out, tf.random.uniform([], 0.0, config.max_pass_to_fail), tf.random.uniform([], 0.0, config.max_fail_to_pass))
+        out = tf.where(wafer_map, noisy, out)
     return out
 
 

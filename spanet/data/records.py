@@ -14,6 +14,11 @@ class DataInputError(ValueError):
     """The whole input is unusable (path missing, wrong format, nothing readable)."""
 
 
+def split_key(lot_id: str, ref: str) -> str:
+    """The key that decides a record's split: its lot, or its own reference when the lot is unknown."""
+    return f"lot:{lot_id}" if lot_id else f"ref:{ref}"
+
+
 class RejectKind:
     """Why a record was not turned into an example."""
 
@@ -60,7 +65,7 @@ class WaferRecord:
     @property
     def split_key(self) -> str:
         """The key that decides the split: the lot, or the record's own reference when the lot is unknown."""
-        return f"lot:{self.lot_id}" if self.lot_id else f"ref:{self.ref}"
+        return split_key(self.lot_id, self.ref)
 
 
 @dataclass(frozen=True)

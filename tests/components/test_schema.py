@@ -70,3 +70,36 @@ def test_slicing_buckets_are_required_and_in_their_domains():
     info = dict(tfdv.validate_statistics(_stats(examples), schema).anomaly_info)
     assert set(info) == {features.SIZE_BUCKET_KEY, features.ASPECT_BUCKET_KEY}
     assert "huge" in info[features.SIZE_BUCKET_KEY].description
+
+
+def test_a_runs_own_classes_replace_the_label_domain():
+    from components.features import record_to_example
+    from spanet.data.records import WaferRecord
+    import numpy as np
+
+    own = schemas.schema_for_classes(["good", "particle", "bridge"])
+    assert schemas.label_domain(own) == ["good", "particle", "bridge"]
+    assert schemas.label_domain(schemas.load_schema()) == list(WAFER_CLASSES)  # the curated file is untouched
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    examples = [record_to_example(WaferRecord(image=rgb, label=label, source="png", ref=f"{label}/{i}.jpg"))
+                for i, label in enumerate(["good", "particle", "bridge", "residue"] * 5)]
+    info = dict(tfdv.validate_statistics(_stats(examples), own).anomaly_info)
+    assert set(info) == {features.LABEL_KEY} and "residue" in info[features.LABEL_KEY].description
+    with pytest.raises(ValueError, match="distinct names"):
+        schemas.schema_for_classes(["a", "a"])
+
+
+def test_class_schema_component_writes_the_schema_tfx_reads(tmp_path):
+    import json
+
+    from tfx.types import standard_artifacts
+    from tfx.utils import io_utils
+
+    from components.class_schema import ClassSchemaGen
+
+    artifact = standard_artifacts.Schema()
+    artifact.uri = str(tmp_path)
+    executor = ClassSchemaGen.EXECUTOR_SPEC.executor_class()
+    executor.Do({}, {"schema": [artifact]}, {"class_names": json.dumps(["ok", "bad"])})
+    written = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(str(tmp_path)))
+    assert schemas.label_domain(written) == ["ok", "bad"]

@@ -27,9 +27,24 @@ def test_rgb_jpeg_becomes_grey_of_the_configured_size():
     rgb = np.zeros((20, 30, 3), np.uint8)
     rgb[..., 0] = 255
     jpeg = tf.io.encode_jpeg(rgb, quality=100).numpy()
-    image = decode_and_resize(tf.constant([jpeg]), ImageConfig(height=16, width=16)).numpy()
-    assert image.shape == (1, 16, 16, 1)
+    image = decode_and_resize(tf.constant([jpeg]), ImageConfig(height=16, width=16, max_channel=True)).numpy()
+    assert image.shape == (1, 16, 16, 2)  # the area-averaged and the footprint-maximum copy
     assert 0.25 < image.mean() < 0.35  # pure red in grey: 0.2989 (ITU-R 601 weights)
+    rgb_model = decode_and_resize(tf.constant([jpeg]), ImageConfig(height=16, width=16, channels=3, max_channel=False)).numpy()
+    assert rgb_model.shape == (1, 16, 16, 3)
+
+
+def test_a_one_die_scratch_on_a_big_grid_keeps_its_level_in_the_max_channel():
+    wafer = np.full((150, 120), 128, np.uint8)
+    wafer[:, 61] = 255  # one die wide: area averaging to 64 dims it
+    image = decode_and_resize(tf.constant([encode_png(wafer)]), ImageConfig(max_channel=True)).numpy()[0]
+    area, peak = image[..., 0], image[..., 1]
+    assert area.max() < 0.8  # (255 + 128) / 2 at best, on a ~2-die footprint
+    np.testing.assert_allclose(peak.max(axis=1), 1.0)  # every row of the line at full fail level
+    assert (peak == 1.0).sum(axis=1).max() <= 2 and np.isclose(peak.min(), 128 / 255)
+    # A map no bigger than the input is enlarged alike in both channels.
+    small = decode_and_resize(tf.constant([encode_png(np.array([[0, 128], [255, 255]], np.uint8))]), ImageConfig(height=8, width=8, max_channel=True)).numpy()[0]
+    np.testing.assert_allclose(small[..., 0], small[..., 1], atol=1e-6)
 
 
 def test_preprocessing_fn_through_tft_beam(tmp_path):

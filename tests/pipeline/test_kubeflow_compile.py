@@ -17,6 +17,7 @@ SERVING_DIR = "gs://wafer-bucket/spanet/serving/spanet"
 GPU_LABEL = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
 ARGS = [
     "--image", IMAGE, "--pipeline-root", ROOT, "--data", DATA, "--format", "png", "--serving-dir", SERVING_DIR,
+    "--classes", "good,particle,bridge,residue", "--normal-class", "good",
     "--gpus", "2", "--trainer-cpu", "8", "--trainer-memory-gb", "30",
     "--node-selector", "=".join(GPU_LABEL), "--toleration", "nvidia.com/gpu:NoSchedule",
     "--toleration", "pool=gpu:NoExecute",
@@ -25,13 +26,13 @@ ARGS = [
 #: Node id -> the nodes it must depend on (dependentTasks), as create_pipeline wires them.
 DEPENDENCIES = {
     "WaferExampleGen": set(),
-    "ImportSchemaGen": set(),
+    "ClassSchemaGen": set(),
     "StatisticsGen": {"WaferExampleGen"},
-    "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
-    "SchemaAnomalyGate": {"ExampleValidator"},
-    "Transform": {"WaferExampleGen", "ImportSchemaGen", "SchemaAnomalyGate"},
-    "Trainer": {"WaferExampleGen", "Transform", "ImportSchemaGen"},  # raw examples (die-level augmentation) + the graph
-    "Evaluator": {"WaferExampleGen", "Trainer", "ImportSchemaGen", "latest_blessed_model_resolver-model-resolver"},
+    "ExampleValidator": {"StatisticsGen", "ClassSchemaGen"},
+    "SchemaAnomalyGate": {"ExampleValidator", "ClassSchemaGen"},
+    "Transform": {"WaferExampleGen", "ClassSchemaGen", "SchemaAnomalyGate"},
+    "Trainer": {"WaferExampleGen", "Transform", "ClassSchemaGen"},  # raw examples (die-level augmentation) + the graph
+    "Evaluator": {"WaferExampleGen", "Trainer", "ClassSchemaGen", "latest_blessed_model_resolver-model-resolver"},
     "Pusher": {"Trainer", "Evaluator"},
 }
 
@@ -152,3 +153,22 @@ def test_bad_options_are_named_in_one_line(argv, message, tmp_path, capsys, monk
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_the_configured_classes_reach_the_schema_and_the_gate(compiled):
+    text = compiled["first"].read_text()
+    assert '[\\"good\\", \\"particle\\", \\"bridge\\", \\"residue\\"]' in text or '["good", "particle", "bridge", "residue"]' in text
+    for name in ("particle", "bridge", "residue"):
+        assert f'\\"label\\": \\"{name}\\"' in text or f'"label": "{name}"' in text  # a gated class slice
+
+
+def test_remote_data_without_classes_is_refused_with_one_line(tmp_path, capsys):
+    from pipeline.run_kubeflow import main
+
+    args = [a for a in ARGS]
+    i = args.index("--classes")
+    del args[i : i + 4]  # --classes ... --normal-class good
+    assert main(["--output", str(tmp_path / "x.yaml")] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"--data {DATA!r} cannot be read here to find its classes: give --classes A,B,C")
+    assert not (tmp_path / "x.yaml").exists()

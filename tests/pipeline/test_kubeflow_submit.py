@@ -85,7 +85,8 @@ def package(tmp_path_factory):
     from pipeline.kubeflow import compile_pipeline
 
     path = tmp_path_factory.mktemp("package") / "spanet.yaml"
-    config = PipelineConfig(pipeline_root_override="gs://b/root", data_path="gs://b/wafers", serving_base_dir="gs://b/serving/spanet")
+    config = PipelineConfig(pipeline_root_override="gs://b/root", data_path="gs://b/wafers", serving_base_dir="gs://b/serving/spanet",
+                            class_names=("none", "Scratch"))
     kubeflow = KubeflowConfig(image="spanet:test", trainer_gpus=1, node_selector=(("pool", "gpu"),), tolerations=(Toleration("nvidia.com/gpu"),))
     compile_pipeline(config, kubeflow, str(path))
     return path
@@ -107,7 +108,7 @@ def test_submit_through_the_command_line_starts_a_run_and_prints_its_url(host, t
     monkeypatch.setenv("KF_PIPELINES_TOKEN", "secret-token")
     monkeypatch.delenv("KF_PIPELINES_UI_ENDPOINT", raising=False)
     out = tmp_path / "spanet.yaml"
-    code = main(["--output", str(out), "--image", "spanet:test", "--pipeline-root", "gs://b/root", "--data", "gs://b/w",
+    code = main(["--output", str(out), "--image", "spanet:test", "--pipeline-root", "gs://b/root", "--data", "gs://b/w", "--classes", "none,Scratch",
                  "--serving-dir", "gs://b/s", "--gpus", "1", "--node-selector", "pool=gpu",
                  "--submit", "--host", _url(host), "--experiment", "wafer-runs", "--run-name", "nightly"])
     captured = capsys.readouterr()

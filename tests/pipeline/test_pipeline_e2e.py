@@ -128,10 +128,11 @@ def _png_folder_with_unknown_label(path, count=40):
 
 def test_schema_anomaly_stops_the_run_before_training(tmp_path, capsys, tiny_config):
     data = _png_folder_with_unknown_label(tmp_path / "data")
-    config = tiny_config(tmp_path / "out").with_updates(data_path=str(data), data_format="png")
+    config = tiny_config(tmp_path / "out").with_updates(data_path=str(data), data_format="png", class_names=("Center", "none"))
     assert run(config) == 2
     message = capsys.readouterr().err
     assert "violates the schema" in message and "'label'" in message and "Mystery" in message
+    assert "the configured classes are ['Center', 'none']" in message
     assert "SchemaDiff.pb" in message
     assert not glob.glob(os.path.join(config.pipeline_root, "Transform", "*", "*"))
     assert not glob.glob(os.path.join(config.pipeline_root, "Trainer", "*", "*"))

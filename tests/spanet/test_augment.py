@@ -61,6 +61,18 @@ def test_rgb_images_are_resampled_without_die_noise():
     assert set(map(tuple, out.reshape(-1, 3))) <= set(map(tuple, rgb.reshape(-1, 3))) | {(0, 0, 0)}
 
 
+def test_grey_photographs_get_neither_the_wafer_ellipse_nor_die_noise():
+    tf.random.set_seed(2)
+    photo = np.random.default_rng(1).integers(1, 256, size=(40, 50, 1), dtype=np.uint8)  # grey levels, not die levels
+    photo[0, 0] = 128  # some pixels happen to sit on a die level
+    harsh = AugmentConfig(resample_share=1.0, grid_scale=(1.2, 1.4), max_pass_to_fail=0.5, max_fail_to_pass=0.5)
+    out = augment_wafer_map(tf.constant(photo), harsh).numpy()
+    assert out.shape[0] > 40 and (out > 0).all()  # regridded, corners kept
+    assert set(np.unique(out)) <= set(np.unique(photo))  # nearest resampling only, no level flipped in
+    same = augment_wafer_map(tf.constant(photo), AugmentConfig(resample_share=0.0, max_pass_to_fail=0.5)).numpy()
+    assert np.array_equal(same, photo)
+
+
 def test_default_regrids_never_drop_dies_and_quarter_turns_are_exact():
     tf.random.set_seed(3)
     image = _maps(1, (30, 30))[0][..., None]

@@ -10,11 +10,11 @@ import abc
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
+from typing import ClassVar, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from spanet.data.records import DataInputError, ReadResult, RejectedRecord, WaferRecord
+from spanet.data.records import DataInputError, ReadResult, RejectedRecord, WaferRecord, split_key
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Reader(abc.ABC):
 
     #: The format name, also written as the examples' ``source``.
     name: str = ""
+    #: The fixed label set of a format whose labels cannot be listed without reading it all (WM-811K).
+    vocabulary: ClassVar[Optional[Tuple[str, ...]]] = None
 
     @abc.abstractmethod
     def plan(self, path: str) -> ReadPlan:
@@ -62,6 +64,13 @@ class Reader(abc.ABC):
     @abc.abstractmethod
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         """Read one shard, yielding a WaferRecord or a RejectedRecord per input record."""
+
+    def planned_labels(self, plan: ReadPlan) -> Optional[List[Tuple[str, str]]]:
+        """(label, split key) of every record the plan will read, known without decoding anything; None
+        where a format cannot tell before reading. Files take the label of their folder or manifest row."""
+        if not all(shard.entries for shard in plan.shards):
+            return None
+        return [(e.label, split_key(e.lot_id, e.ref)) for shard in plan.shards for e in shard.entries]
 
     def read(self, path: str) -> Iterator[ReadResult]:
         """Read all of `path` in this process; DataInputError at the end if no record was readable."""

@@ -8,6 +8,7 @@ import os
 import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from spanet.data.classes import MIXED_LABEL_SEPARATOR
 from spanet.data.formats.base import FileEntry, ReadPlan, Shard
 from spanet.data.records import DataInputError, RejectedRecord, RejectKind
 
@@ -69,11 +70,12 @@ def _walk_entries(root: str, extensions: Sequence[str]) -> Tuple[List[FileEntry]
 
 
 def plan_folder(
-    root: str, extensions: Sequence[str], manifest: Optional[str] = None, files_per_shard: int = 256
+    root: str, extensions: Sequence[str], manifest: Optional[str] = None, files_per_shard: int = 256, mixed: bool = True
 ) -> ReadPlan:
     """Plan the reading of a class-per-folder tree or a manifest; DataInputError if it holds no such file.
 
     `manifest` is a CSV path (absolute or relative to `root`); None uses ``root/manifest.csv`` if present.
+    `mixed=False` leaves out files with a mixed-type label (``Center+Loc``), counted as excluded.
     """
     if not os.path.isdir(root):
         raise DataInputError(f"{root!r} is not a folder")
@@ -88,6 +90,11 @@ def plan_folder(
         entries, rejected = _walk_entries(root, extensions)
     if not entries and not rejected:
         raise DataInputError(f"{root!r} holds no {'/'.join(e.lstrip('.') for e in extensions)} file")
+    if not mixed:
+        kept = [e for e in entries if MIXED_LABEL_SEPARATOR not in e.label]
+        rejected += [RejectedRecord(e.ref, f"mixed-type label ({e.label}) left out in single-label mode", RejectKind.EXCLUDED, e.label)
+                     for e in entries if MIXED_LABEL_SEPARATOR in e.label]
+        entries = kept
     shards = tuple(
         Shard(path=root, entries=tuple(entries[i : i + files_per_shard])) for i in range(0, len(entries), files_per_shard)
     )

@@ -172,10 +172,12 @@ class G85Reader(Reader):
 
     manifest: Optional[str] = None
     files_per_shard: int = 256
+    #: False: files with a mixed-type label (``Center+Loc``) are left out, counted as excluded.
+    mixed: bool = True
     name: ClassVar[str] = "g85"
 
     def plan(self, path: str) -> ReadPlan:
-        return plan_folder(require_path(path, "G85 folder"), G85_EXTENSIONS, self.manifest, self.files_per_shard)
+        return plan_folder(require_path(path, "G85 folder"), G85_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed)
 
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         for entry in shard.entries:

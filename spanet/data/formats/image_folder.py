@@ -23,13 +23,15 @@ class ImageFolderReader(Reader):
 
     manifest: Optional[str] = None
     files_per_shard: int = 256
+    #: False: files with a mixed-type label (``Center+Loc``) are left out, counted as excluded.
+    mixed: bool = True
     #: Images declaring a larger side are quarantined from their header, before decoding (the
     #: pipeline sets the schema's bound; every image is also held to imageio.MAX_DECODED_PIXELS).
     max_side: Optional[int] = None
     name: ClassVar[str] = "png"
 
     def plan(self, path: str) -> ReadPlan:
-        return plan_folder(require_path(path, "image folder"), IMAGE_EXTENSIONS, self.manifest, self.files_per_shard)
+        return plan_folder(require_path(path, "image folder"), IMAGE_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed)
 
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         for entry in shard.entries:

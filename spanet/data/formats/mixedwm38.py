@@ -7,7 +7,7 @@ import functools
 import os
 import zipfile
 from dataclasses import dataclass
-from typing import ClassVar, Dict, Iterable, Iterator, List, Optional
+from typing import ClassVar, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from spanet.data.convention import check_die_map, die_map_to_image, image_to_die
 from spanet.data.formats.base import Reader, ReadPlan, Shard, single_file
 from spanet.data.formats.outputs import atomic_file
 from spanet.data.progress import progress
-from spanet.data.records import DataInputError, ReadResult, RejectedRecord, RejectKind, WaferRecord
+from spanet.data.records import DataInputError, ReadResult, RejectedRecord, RejectKind, WaferRecord, split_key
 
 MAPS_KEY, LABELS_KEY = "arr_0", "arr_1"
 META_KEYS = ("lot_id", "wafer_id", "stage")
@@ -64,6 +64,23 @@ class MixedWM38Reader(Reader):
             raise DataInputError(f"{path}: holds no wafer map")
         step = self.maps_per_shard
         return ReadPlan(tuple(Shard(path, start=i, stop=min(i + step, count)) for i in range(0, count, step)))
+
+    def planned_labels(self, plan: ReadPlan) -> Optional[List[Tuple[str, str]]]:
+        """(label, split key) per map, from the label array alone; mixed maps are ``+`` names (left out, as
+        the read leaves them out, in single-label mode); invalid label rows are not listed."""
+        out = []
+        for shard in plan.shards:
+            data = load_npz(shard.path)
+            labels, lots = data[LABELS_KEY], data.get("lot_id")
+            base = os.path.basename(shard.path)
+            for i in range(shard.start, shard.stop, shard.step):
+                bits = labels[i]
+                if not np.isin(bits, (0, 1)).all():
+                    continue
+                label = mixed_label([c for c, b in zip(MIXEDWM38_BIT_ORDER, bits) if b])
+                if self.mixed or len(label_parts(label)) == 1:
+                    out.append((label, split_key(str(lots[i]) if lots is not None else "", f"{base}#{i}")))
+        return out
 
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         data = load_npz(shard.path)

@@ -6,7 +6,7 @@ unlabelled (skipped and counted). ``trianTestLabel`` (sic) is the file's own tra
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Optional
+from typing import Any, ClassVar, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class WM811KReader(Reader):
 
     subset: Optional[str] = None
     name: ClassVar[str] = "wm811k"
+    vocabulary: ClassVar[Optional[Tuple[str, ...]]] = WAFER_CLASSES
 
     def __post_init__(self) -> None:
         if self.subset not in (None, "train", "test"):
