@@ -124,3 +124,23 @@ def test_a_cluster_spec_needs_classes_for_data_it_cannot_read(tmp_path):
         classes_for_compile(remote)
     assert classes_for_compile(remote.with_updates(class_names=("none", "Loc"))).class_names == ("none", "Loc")
     assert classes_for_compile(PipelineConfig()).class_names == WAFER_CLASSES
+
+
+def test_g85_files_without_a_manifest_are_split_by_the_lot_they_name(tmp_path):
+    """G85 files carry their own lot: the census splits them as ingestion will, not file by file."""
+    from spanet.data.census import take_census
+    from spanet.data.formats.g85 import G85Reader, write_g85
+    from spanet.data.generator import generate_wafer_maps
+    from spanet.data.splits import assign_split
+
+    records = generate_wafer_maps(40, seed=2, min_size=20, max_size=24, class_mix={"none": 1.0, "Loc": 1.0}, lot_size=10)
+    write_g85(records, str(tmp_path / "g85"))
+    (tmp_path / "g85" / "manifest.csv").unlink()  # labels from the folders, lots from the files
+    ratios = {"train": 0.6, "eval": 0.2, "test": 0.2}
+    census = take_census(G85Reader(), str(tmp_path / "g85"), ratios)
+    expected = {}
+    for r in records:
+        split = assign_split(f"lot:{r.lot_id}", ratios)
+        expected.setdefault(split, {}).setdefault(r.label, 0)
+        expected[split][r.label] += 1
+    assert {s: c for s, c in census.per_split.items() if c} == expected

@@ -179,6 +179,11 @@ class G85Reader(Reader):
     def plan(self, path: str) -> ReadPlan:
         return plan_folder(require_path(path, "G85 folder"), G85_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed)
 
+    def planned_labels(self, plan: ReadPlan) -> Optional[List[Tuple[str, str]]]:
+        """(label, split key) per wafer: a G85 file may hold several wafers and names its own lot, so the
+        files are parsed as the read parses them; files that do not parse are not listed."""
+        return [(r.label, r.split_key) for shard in plan.shards for r in self.read_shard(shard) if isinstance(r, WaferRecord)]
+
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         for entry in shard.entries:
             try:
