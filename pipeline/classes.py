@@ -55,7 +55,8 @@ def unlisted_labels(classes: Sequence[str], census: Optional[LabelCensus]) -> Li
 def resolve_classes(config: PipelineConfig) -> Tuple[PipelineConfig, Optional[LabelCensus]]:
     """`config` with its class set filled in from the data where not given, and checked against the data.
 
-    Reads only what the readers know before decoding (folder names, manifests, label arrays).
+    Reads only what the readers know before decoding images (folder names, manifests, npz label arrays;
+    G85 text files are parsed for the lot they name).
     """
     path = config.resolved_data_path
     data_format = config.resolved_data_format

@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.slow
 def test_ctrl_c_in_the_trainer_exits_130_with_one_line(tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, os.path.join(ROOT, "pipeline", "run_local.py"), "--output-root", str(out), "--count", "500",
+    # 800 maps: with 500, one class has no test wafer and the run is refused before any component.
+    command = [sys.executable, os.path.join(ROOT, "pipeline", "run_local.py"), "--output-root", str(out), "--count", "800",
                "--epochs", "200", "--image-size", "32", "--width", "0.25"]
     # A session of its own, signalled as a whole: what a terminal's Ctrl-C does to the foreground job.
     run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
