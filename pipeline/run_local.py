@@ -52,7 +52,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     parser.add_argument("--output-root", default="spanet_output", help="pipeline root, metadata and serving dir (default: %(default)s)")
     parser.add_argument("--data", help="data set path (default: generate the embedded synthetic set once)")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="data format (default: %(default)s)")
-    parser.add_argument("--count", type=int, default=DefaultDataConfig.count, help="size of the generated default data set")
+    parser.add_argument("--count", type=int, default=DefaultDataConfig.count, help="size of the generated default data set (about 800 at least: fewer leave some class "
+                        "out of a split, and the run is refused before it starts)")
     parser.add_argument("--model", default="spanet", help="network: spanet, ghostnet, mobilenet_v2, mobilenet_v3, resnet50_gc")
     parser.add_argument("--width", type=float, help="width multiplier (1.0 = the paper's 5.1M-parameter network)")
     parser.add_argument("--r", type=float, help="composition ratio of self-proliferation, in (0, 1]")
