@@ -42,13 +42,23 @@ class ImageConfig:
     # the maximum keeps it whole; the model then sees both (2x the image channels). Off: measured on
     # the default run (one run each), 7 test misses and macro-F1 0.958 with it, 5 and 0.968 without.
     max_channel: bool = False
+    # Multi-label mode (``--mixed multilabel``): the base defect patterns, one sigmoid output each; a
+    # label such as ``Center+Edge-Loc`` is the set of its ``+``-separated parts, the normal class the
+    # empty set. Empty: single-label (one softmax class per label value).
+    patterns: Tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.normal_class in self.patterns:
+            raise ValueError(f"the normal class {self.normal_class!r} cannot be a multi-label pattern {list(self.patterns)}")
         for name in ("height", "width"):
             if int(getattr(self, name)) < 8:
                 raise ValueError(f"image {name} must be an integer >= 8; got {getattr(self, name)!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"image channels must be 1 (grey) or 3 (RGB); got {self.channels!r}")
+
+    @property
+    def multilabel(self) -> bool:
+        return bool(self.patterns)
 
     @property
     def input_channels(self) -> int:
@@ -191,6 +201,8 @@ def transformed_name(key: str) -> str:
 IMAGE_XF = transformed_name("image")
 LABEL_XF = transformed_name("label")
 IS_DEFECT_XF = transformed_name("is_defect")
+#: Multi-label mode: the multi-hot float vector of the patterns present, in ImageConfig.patterns order.
+PATTERNS_XF = transformed_name("patterns")
 #: The TFT vocabulary that maps class names to ids (its file is an asset of the model).
 LABEL_VOCABULARY = "label"
 #: Outputs of the exported model's signatures.
@@ -200,6 +212,10 @@ CLASS_ID = "class_id"
 CLASS_NAME = "class_name"
 DEFECTIVE = "defective"
 NORMAL_PROBABILITY = "normal_probability"
+#: Multi-label mode: 1.0 / 0.0 per pattern, present or not (probability >= 0.5), in pattern order.
+PATTERNS_PRESENT = "patterns_present"
+#: Multi-label mode: a pattern is present at this calibrated probability or more (its cosine at the boundary).
+PATTERN_THRESHOLD = 0.5
 #: True where the input is unlike every class (its class name is then UNKNOWN_CLASS).
 UNKNOWN = "unknown"
 #: The largest cosine similarity to a class: how much the input looks like anything trained on.

@@ -24,7 +24,7 @@ import tensorflow_model_analysis as tfma
 
 from components import clopper_pearson as cp
 from components import recall_bounds as rb
-from components.config import DEFECT_SCORE, PROBABILITIES
+from components.config import DEFECT_SCORE, PATTERNS_PRESENT, PROBABILITIES
 
 
 def _slice_name(slice_key) -> str:
@@ -65,6 +65,27 @@ def class_metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str])
     return {
         "accuracy": float(true_positive.sum() / matrix.sum()) if matrix.sum() else float("nan"),
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "per_class": per_class,
+    }
+
+
+def pattern_metrics_from_counts(values: Dict[str, Optional[float]], patterns: Sequence[str]) -> Dict[str, Any]:
+    """Multi-label: per-pattern precision / recall / F1 / support and macro-F1 from the binarized
+    true / false positive and false negative counts of one slice; ``accuracy`` is the exact-match rate."""
+    per_class = {}
+    f1s = []
+    for i, name in enumerate(patterns):
+        tp, fn, fp = (values.get(f"{PROBABILITIES}/{metric}/class_{i}") or 0.0
+                      for metric in ("true_positives", "false_negatives", "false_positives"))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(round(tp + fn))}
+        if tp + fn:
+            f1s.append(f1)
+    return {
+        "accuracy": values.get(f"{PATTERNS_PRESENT}/exact_match", float("nan")),
+        "macro_f1": float(np.mean(f1s)) if f1s else float("nan"),
         "per_class": per_class,
     }
 
@@ -236,7 +257,10 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str]) 
             number = _metric_value(json_format.MessageToDict(key_and_value.value))
             if number is not None:
                 output = key.output_name or ""
-                values[f"{output}/{key.name}" if output else key.name] = number
+                name = f"{output}/{key.name}" if output else key.name
+                if key.HasField("sub_key") and key.sub_key.HasField("class_id"):
+                    name += f"/class_{key.sub_key.class_id.value}"  # binarized per pattern (multi-label)
+                values[name] = number
 
     matrix = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
     for record in tfma.load_plots(evaluator_output_uri):
@@ -272,6 +296,7 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str]) 
 
     gated = judge_slices(slices, slice_keys, settings, recall_failures)
     overall_values = slices.get("overall", {})
+    multilabel = f"{PROBABILITIES}/true_positives/class_0" in overall_values
     overall_recall = next((e for e in gated if e["slice"] == "overall"), _slice_entry("overall", overall_values))
     misses = overall_recall.get("misses")
     minimum, confidence = settings["min_defect_recall"], settings["confidence"]
@@ -306,15 +331,21 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str]) 
         "gated_slices": gated,
         "too_few_to_judge": [e["slice"] for e in gated if e["rule"].startswith(cp.RULE_TOO_FEW)],
         "gate": gate,
-        "confusion_matrix": matrix.tolist(),
+        "multilabel": multilabel,
+        "confusion_matrix": [] if multilabel else matrix.tolist(),
         "class_names": list(class_names),
-        **class_metrics_from_confusion(matrix, class_names),
+        **(pattern_metrics_from_counts(overall_values, class_names) if multilabel
+           else class_metrics_from_confusion(matrix, class_names)),
         "slices": slices,
         "validation_ok": bool(validation.validation_ok),
         "validation_failures": failures,
         "evaluator_output": os.path.abspath(evaluator_output_uri) if "://" not in evaluator_output_uri else evaluator_output_uri,
     }
     return strict_json(summary)
+
+
+#: Slices too few to judge named on the terminal (a multi-label run has one per pattern combination).
+_FEW_SHOWN = 8
 
 
 def _number(value, digits: int = 4) -> str:
@@ -338,7 +369,8 @@ def evaluation_lines(evaluation: Dict[str, Any], min_defect_recall: float = 0.99
         f"{confidence:.0%} lower bound {_number(evaluation.get('defect_recall_lower_bound'))} "
         f"(gate: lower bound >= {minimum:g}: {overall.get('verdict', 'n/a')}), "
         f"false-alarm rate {_number(evaluation.get('false_alarm_rate'))} on {overall.get('normal_support', 'n/a')} normal wafers, "
-        f"accuracy {_number(evaluation.get('accuracy'))}, macro-F1 {_number(evaluation.get('macro_f1'))}"
+        f"{'exact-match rate' if evaluation.get('multilabel') else 'accuracy'} {_number(evaluation.get('accuracy'))}, "
+        f"macro-F1 {_number(evaluation.get('macro_f1'))}"
     ]
     if overall.get("verdict") == "fail" and overall.get("defects_needed"):
         lines.append(f"  with {overall.get('misses')} missed, the lower bound reaches {minimum:g} "
@@ -352,7 +384,9 @@ def evaluation_lines(evaluation: Dict[str, Any], min_defect_recall: float = 0.99
         policy = gate.get("too_few", "report")
         lines.append(f"  too few to judge (n < {gate.get('min_slice_support')} defective wafers; "
                      + ("not gated" if policy == "report" else "refuses the blessing") + "): "
-                     + ", ".join(f"{e['slice']} (n={e.get('support')}, recall {_number(e.get('defect_recall'), 3)})" for e in few))
+                     + ", ".join(f"{e['slice']} (n={e.get('support')}, recall {_number(e.get('defect_recall'), 3)})"
+                                 for e in few[:_FEW_SHOWN])
+                     + (f" and {len(few) - _FEW_SHOWN} more (listed in the run report)" if len(few) > _FEW_SHOWN else ""))
     for entry in gated:
         if entry.get("verdict") == "fail" and entry["slice"] != "overall":
             low, high = (list(entry.get("interval") or []) + [None, None])[:2]

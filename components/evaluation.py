@@ -24,6 +24,13 @@ when the wafer is flagged) against the transformed ``is_defect`` label, kept as 
 the bounds come from the same confusion matrix (``components.recall_bounds``). Accuracy and the
 confusion matrix (from which per-class precision / recall / F1 and macro-F1 follow) are computed
 on the ``probabilities`` output.
+
+In multi-label mode (``GateConfig.patterns``) the defect gate is unchanged in meaning (a wafer is
+flagged when any pattern is present at the operating threshold; class slices are the label values,
+mixed combinations included); the class metrics become per-pattern true / false positives and false
+negatives on the binarized ``probabilities`` (TFMA's ``binarize`` over the pattern ids, cut at 0.5),
+from which per-pattern precision, recall and F1 follow, and TFMA's ``ExactMatch`` of
+``patterns_present`` against the multi-hot label (the share of wafers whose pattern set is exactly right).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Sequence, Tuple
 import tensorflow_model_analysis as tfma
 
 from components import clopper_pearson, recall_bounds
-from components.config import DEFECT_SCORE, IS_DEFECT_XF, LABEL_XF, PROBABILITIES
+from components.config import DEFECT_SCORE, IS_DEFECT_XF, LABEL_XF, PATTERNS_PRESENT, PATTERNS_XF, PROBABILITIES
 from components.features import ASPECT_BUCKET_KEY, LABEL_KEY, SIZE_BUCKET_KEY, STAGE_KEY
 
 DEFECT_RECALL = "defect_recall"
@@ -45,6 +52,10 @@ DEFECT_PRECISION = "defect_precision"
 DEFECT_RECALL_LOWER_BOUND = recall_bounds.DEFECT_RECALL_LOWER_BOUND
 DEFECT_RECALL_GATE = recall_bounds.DEFECT_RECALL_GATE
 ACCURACY = "accuracy"
+#: Multi-label mode: the share of wafers whose predicted pattern set equals the true one.
+EXACT_MATCH = "exact_match"
+#: Multi-label mode: per-pattern counts (binarized by pattern id), from which precision / recall / F1 follow.
+PATTERN_COUNTS = ("TruePositives", "FalseNegatives", "FalsePositives")
 #: The signature TFMA feeds serialized tf.Examples to, and the one that yields the labels.
 EVAL_SIGNATURE = "serving_examples"
 LABELS_SIGNATURE = "transform_features"
@@ -60,6 +71,8 @@ class GateConfig:
     #: The classes slices and reports cover; () until the run's classes are resolved.
     class_names: Tuple[str, ...] = ()
     normal_class: str = "none"
+    #: Multi-label mode: the patterns (the model's output columns); () for single-label.
+    patterns: Tuple[str, ...] = ()
     slice_features: Tuple[str, ...] = (STAGE_KEY, SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY)
     #: Confidence of the one-sided lower bound the overall recall is gated on (and of the FAR upper bound).
     confidence: float = 0.95
@@ -168,23 +181,36 @@ def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
             _metric("Precision", DEFECT_PRECISION),
         ],
     )
-    class_metrics = tfma.MetricsSpec(
-        output_names=[PROBABILITIES],
-        metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            _metric("SparseCategoricalAccuracy", ACCURACY),
-            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-        ],
-    )
+    if gate.patterns:
+        class_metrics = [
+            tfma.MetricsSpec(output_names=[PROBABILITIES], metrics=[tfma.MetricConfig(class_name="ExampleCount")]),
+            tfma.MetricsSpec(
+                output_names=[PROBABILITIES],
+                binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(gate.patterns)))}),
+                metrics=[tfma.MetricConfig(class_name=name) for name in PATTERN_COUNTS],
+            ),
+            tfma.MetricsSpec(output_names=[PATTERNS_PRESENT], metrics=[_metric("ExactMatch", EXACT_MATCH)]),
+        ]
+        labels = {PROBABILITIES: PATTERNS_XF, DEFECT_SCORE: IS_DEFECT_XF, PATTERNS_PRESENT: PATTERNS_XF}
+    else:
+        class_metrics = [tfma.MetricsSpec(
+            output_names=[PROBABILITIES],
+            metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                _metric("SparseCategoricalAccuracy", ACCURACY),
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            ],
+        )]
+        labels = {PROBABILITIES: LABEL_XF, DEFECT_SCORE: IS_DEFECT_XF}
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name=EVAL_SIGNATURE,
                 model_type="tf_generic",
                 preprocessing_function_names=[LABELS_SIGNATURE],
-                label_keys={PROBABILITIES: LABEL_XF, DEFECT_SCORE: IS_DEFECT_XF},
+                label_keys=labels,
             )
         ],
         slicing_specs=[overall, *class_slices(gate.class_names), *per_feature],
-        metrics_specs=[defect_metrics, class_metrics],
+        metrics_specs=[defect_metrics, *class_metrics],
     )

@@ -10,6 +10,11 @@
 - ``transform_features``: serialized raw tf.Examples -> the transformed labels
   (TFMA's ``preprocessing_function_names`` reads the labels through it).
 
+A multi-label model (``--mixed multilabel``) answers the same keys: ``probabilities`` one sigmoid
+per pattern, ``patterns_present`` 1 / 0 per pattern, ``class_name`` the patterns present joined
+with ``+`` (the normal class when none is), P(normal) = 1 - the largest pattern probability, so
+the defect flag means "any pattern present" at the operating threshold.
+
 Preprocessing is the Transform graph itself (attached as ``tft_layer``), so serving
 decodes and resizes exactly as training did.
 """
@@ -37,6 +42,9 @@ from components.config import (  # noqa: E402
     IS_DEFECT_XF,
     LABEL_XF,
     NORMAL_PROBABILITY,
+    PATTERN_THRESHOLD,
+    PATTERNS_PRESENT,
+    PATTERNS_XF,
     PROBABILITIES,
     UNKNOWN,
     UNKNOWN_CLASS,
@@ -44,7 +52,9 @@ from components.config import (  # noqa: E402
 from components.operating_point import defect_score  # noqa: E402
 from spanet.augment import mean_over_orientations  # noqa: E402
 from spanet.export import export_saved_model  # noqa: E402
-from spanet.ood import STATISTICS, fit_envelope, input_statistics, outside_envelope  # noqa: E402
+from spanet.calibration import SIGMOID_BOUNDARY  # noqa: E402
+from spanet.data.classes import MIXED_LABEL_SEPARATOR, NORMAL_CLASS  # noqa: E402
+from spanet.ood import STATISTICS, fit_envelope, input_statistics, multilabel_familiarity, outside_envelope  # noqa: E402
 
 #: The defect score of an unknown input that is flagged: above the flag's 0.5, below a sure defect.
 UNKNOWN_DEFECT_SCORE = 0.75
@@ -70,9 +80,14 @@ class ServingModel(tf.Module):
         envelope: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
         unknown_is_defective: bool = True,
         orientations: int = 1,
+        normal_class: str = NORMAL_CLASS,
+        multilabel: bool = False,
     ):
         super().__init__(name="spanet_serving")
         self.model = model
+        #: One sigmoid per pattern (``class_names`` are then the patterns) instead of one softmax (a Python bool: fixed in the graph).
+        self.multilabel = bool(multilabel)
+        self.normal_class = tf.Variable(normal_class, trainable=False, name="normal_class")
         #: Test-time averaging over this many exact orientations (a Python int: fixed in the traced graph).
         self.orientations = int(orientations)
         self.tft_layer = tft_output.transform_features_layer()
@@ -88,11 +103,27 @@ class ServingModel(tf.Module):
         self.envelope_high = tf.Variable(np.asarray(high, np.float32), trainable=False, name="envelope_high")
         self.unknown_is_defective = tf.Variable(bool(unknown_is_defective), trainable=False, name="unknown_is_defective")
 
+    def _patterns_present(self, probabilities: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(B, P) float 1 / 0 per pattern, and (B,) the names of those present joined with ``+`` (else the normal class)."""
+        present = probabilities >= PATTERN_THRESHOLD
+        names = tf.broadcast_to(self.class_names, tf.shape(probabilities))
+        joined = tf.strings.reduce_join(tf.ragged.boolean_mask(names, present), axis=-1, separator=MIXED_LABEL_SEPARATOR)
+        joined = tf.where(tf.reduce_any(present, axis=-1), joined, self.normal_class)
+        return tf.cast(present, tf.float32), joined
+
     def _classify(self, image_xf: tf.Tensor) -> Dict[str, tf.Tensor]:
         cosines = mean_over_orientations(self.model, image_xf, self.orientations)
-        probabilities = tf.nn.softmax(cosines * self.probability_scale, axis=-1)
-        p_normal = tf.gather(probabilities, self.normal_class_id, axis=-1)
-        familiarity = tf.reduce_max(cosines, axis=-1)
+        extra = {}
+        if self.multilabel:
+            probabilities = tf.sigmoid((cosines - SIGMOID_BOUNDARY) * self.probability_scale)
+            p_normal = 1.0 - tf.reduce_max(probabilities, axis=-1)
+            familiarity = multilabel_familiarity(cosines)
+            extra[PATTERNS_PRESENT], predicted_name = self._patterns_present(probabilities)
+        else:
+            probabilities = tf.nn.softmax(cosines * self.probability_scale, axis=-1)
+            p_normal = tf.gather(probabilities, self.normal_class_id, axis=-1)
+            familiarity = tf.reduce_max(cosines, axis=-1)
+            predicted_name = tf.gather(self.class_names, tf.argmax(probabilities, axis=-1))
         unknown = (familiarity < self.familiarity_threshold) | outside_envelope(
             input_statistics(image_xf), self.envelope_low, self.envelope_high
         )
@@ -102,8 +133,9 @@ class ServingModel(tf.Module):
         score = defect_score(p_normal, self.normal_threshold, clip=tf.clip_by_value)
         score = tf.where(flag_unknown, tf.maximum(score, UNKNOWN_DEFECT_SCORE), score)
         class_id = tf.argmax(probabilities, axis=-1)
-        class_name = tf.where(unknown, tf.constant(UNKNOWN_CLASS), tf.gather(self.class_names, class_id))
+        class_name = tf.where(unknown, tf.constant(UNKNOWN_CLASS), predicted_name)
         return {
+            **extra,
             PROBABILITIES: probabilities,
             CLASS_ID: class_id,
             CLASS_NAME: class_name,
@@ -125,13 +157,15 @@ class ServingModel(tf.Module):
         spec = {features.IMAGE_KEY: self._raw_spec[features.IMAGE_KEY]}
         transformed = self.tft_layer(tf.io.parse_example(examples, spec))
         outputs = self._classify(transformed[IMAGE_XF])
-        return {PROBABILITIES: outputs[PROBABILITIES], DEFECT_SCORE: outputs[DEFECT_SCORE]}
+        keys = (PROBABILITIES, DEFECT_SCORE) + ((PATTERNS_PRESENT,) if self.multilabel else ())
+        return {key: outputs[key] for key in keys}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
     def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         spec = {key: self._raw_spec[key] for key in (features.IMAGE_KEY, features.LABEL_KEY)}
         transformed = self.tft_layer(tf.io.parse_example(examples, spec))
-        return {LABEL_XF: transformed[LABEL_XF], IS_DEFECT_XF: transformed[IS_DEFECT_XF]}
+        keys = (LABEL_XF, IS_DEFECT_XF) + ((PATTERNS_XF,) if self.multilabel else ())
+        return {key: transformed[key] for key in keys}
 
     def signatures(self) -> Dict[str, tf.types.experimental.GenericFunction]:
         return {
@@ -154,6 +188,7 @@ def export_serving_model(path: str, serving: ServingModel, extra_files: Optional
         tft_layer=serving.tft_layer,
         class_names=serving.class_names,
         normal_class_id=serving.normal_class_id,
+        normal_class=serving.normal_class,
         probability_scale=serving.probability_scale,
         normal_threshold=serving.normal_threshold,
         familiarity_threshold=serving.familiarity_threshold,

@@ -6,6 +6,10 @@ cosine annealing (configurable), balanced class weights (real wafer data is ~85%
 split and TensorBoard logs in the run directory; then calibrates the probabilities,
 picks the defect flag's operating threshold on the eval split, and exports the
 SavedModel with its raw-image and tf.Example signatures.
+
+In multi-label mode (``ImageConfig.patterns``) the network has one cosine output per pattern,
+trained with the multi-label form of Circle Loss on the multi-hot patterns each label names;
+calibration fits one sigmoid scale, and P(normal) is 1 - the largest pattern probability.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import math  # noqa: E402
-from typing import Any, Dict, List, Sequence, Tuple  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -24,7 +28,7 @@ import tensorflow_transform as tft  # noqa: E402
 from absl import logging  # noqa: E402
 
 from components import features  # noqa: E402
-from components.config import LABEL_VOCABULARY, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
+from components.config import LABEL_VOCABULARY, PATTERN_THRESHOLD, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
 from components.operating_point import OperatingPoint, choose_threshold  # noqa: E402
 from components.serving import ServingModel, export_serving_model  # noqa: E402
 from components.transform import decode, resize  # noqa: E402
@@ -33,9 +37,23 @@ from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  
 from spanet._keras import keras  # noqa: E402
 from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations  # noqa: E402
 from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
-from spanet.calibration import expected_calibration_error, fit_temperature, softmax_probabilities  # noqa: E402
+from spanet.calibration import (  # noqa: E402
+    expected_calibration_error,
+    fit_sigmoid_temperature,
+    fit_temperature,
+    sigmoid_probabilities,
+    softmax_probabilities,
+)
+from spanet.data.classes import label_parts  # noqa: E402
 from spanet.input_pipeline import without_autotuning  # noqa: E402
-from spanet.ood import STATISTICS, familiarity_threshold, fit_envelope, input_statistics, outside_envelope  # noqa: E402
+from spanet.ood import (  # noqa: E402
+    STATISTICS,
+    familiarity_threshold,
+    fit_envelope,
+    input_statistics,
+    multilabel_familiarity,
+    outside_envelope,
+)
 from spanet.tracing import trace_once  # noqa: E402
 
 #: Files the Trainer leaves in its run directory (beside the TensorBoard logs).
@@ -95,8 +113,12 @@ def make_dataset(
     config: TrainingConfig,
     example_count: int,
     cache: bool = True,
+    targets: Optional[np.ndarray] = None,
 ) -> tf.data.Dataset:
     """(image, label, sample weight) batches from ExampleGen's raw examples.
+
+    The label is the class id; with ``targets`` (one row per class id: the multi-hot patterns that
+    label names) it is that row.
 
     Images go through Transform's own :func:`decode` and :func:`resize` (the exported model's
     preprocessing), with die-level augmentation between the two for training. Training caches the
@@ -125,8 +147,22 @@ def make_dataset(
         dataset = dataset.map(lambda images, labels: (dihedral(images, augmentation.flip), labels), num_parallel_calls=parallel)
     if not training:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(example_count / batch_size)))
-    dataset = dataset.map(lambda images, labels: (images, labels, tf.gather(table, labels)))
+    if targets is not None:
+        rows = tf.constant(targets, tf.float32)
+        dataset = dataset.map(lambda images, labels: (images, tf.gather(rows, labels), tf.gather(table, labels)))
+    else:
+        dataset = dataset.map(lambda images, labels: (images, labels, tf.gather(table, labels)))
     return without_autotuning(dataset.prefetch(2))
+
+
+def pattern_targets(class_names: Sequence[str], patterns: Sequence[str]) -> np.ndarray:
+    """(K, P) float32: row k the multi-hot patterns that label ``class_names[k]`` names (``+``-separated)."""
+    rows = np.zeros((len(class_names), len(patterns)), np.float32)
+    for k, name in enumerate(class_names):
+        for part in label_parts(name):
+            if part in patterns:
+                rows[k, list(patterns).index(part)] = 1.0
+    return rows
 
 
 def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfig) -> keras.Model:
@@ -183,16 +219,19 @@ def fit(
     run_dir: str,
     steps_per_epoch: int,
     epochs: int,
+    multilabel: bool = False,
 ) -> keras.callbacks.History:
-    """Compiles and trains with Circle Loss; logs to TensorBoard and CSV in ``run_dir``; stops early on eval."""
+    """Compiles and trains with Circle Loss (its multi-label form with ``multilabel``); logs to
+    TensorBoard and CSV in ``run_dir``; stops early on eval."""
     rate, schedule_callbacks = make_learning_rate(
         config.schedule, config.learning_rate, config.final_learning_rate,
         total_steps=epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
-        loss=CircleLoss(config.gamma, config.margin),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss=CircleLoss(config.gamma, config.margin, form="multilabel" if multilabel else "class"),
+        # Multi-label: the exact-match rate is judged after calibration (the cosines' boundary is 0.5).
+        metrics=[] if multilabel else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         # The batches carry class weights for the loss; the accuracy is the plain one (and Keras
         # otherwise warns at every evaluation that the weights are not applied to it).
         weighted_metrics=[],
@@ -219,7 +258,7 @@ def fit(
 
 def calibrate(
     model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, train_statistics: np.ndarray,
-    config: TrainingConfig,
+    config: TrainingConfig, multilabel: bool = False,
 ) -> Tuple[float, OperatingPoint, Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
     """Temperature, the unknown-input checks, the defect flag's operating point, and eval quality.
 
@@ -227,26 +266,40 @@ def calibrate(
     (``train_statistics``) and the eval inputs as the model sees them; the familiarity threshold is then
     chosen so that at most ``max_unknown_rate`` of the normal eval wafers are unknown by either
     check. Unknown wafers are flagged anyway, so the operating point is chosen on the rest.
+    With ``multilabel`` the eval labels are multi-hot (normal: all zero) and ``normal_id`` is unused.
     """
     cosines, labels, statistics = cosine_logits(model, evaluation, config.test_time_orientations)
     envelope = fit_envelope(np.concatenate([train_statistics, statistics]))
-    scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
-    probabilities = softmax_probabilities(cosines, scale)
-    familiarity = cosines.max(axis=1)
-    normal = labels == normal_id
+    if multilabel:
+        scale = fit_sigmoid_temperature(cosines, labels)
+        probabilities = sigmoid_probabilities(cosines, scale)
+        familiarity = multilabel_familiarity(cosines).numpy()
+        normal = ~labels.astype(bool).any(axis=1)
+        p_normal = 1.0 - probabilities.max(axis=1)
+        accuracy = float(((probabilities >= PATTERN_THRESHOLD) == labels.astype(bool)).all(axis=1).mean())  # exact match
+        # Calibration of every (wafer, pattern) decision, as a two-class problem each.
+        calibration_error = expected_calibration_error(
+            np.stack([1.0 - probabilities.ravel(), probabilities.ravel()], axis=1), labels.ravel().astype(np.int64))
+    else:
+        scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
+        probabilities = softmax_probabilities(cosines, scale)
+        familiarity = cosines.max(axis=1)
+        normal = labels == normal_id
+        p_normal = probabilities[:, normal_id]
+        accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+        calibration_error = expected_calibration_error(probabilities, labels)
     outside = outside_envelope(statistics, *envelope).numpy()
     # Wafers outside the envelope are rejected whatever their familiarity: spend the rest of the budget.
     budget = max(0.0, config.max_unknown_rate - outside[normal].mean()) if normal.any() else 0.0
     threshold = familiarity_threshold(familiarity[normal & ~outside], budget * normal.sum() / max((normal & ~outside).sum(), 1))
     unknown = outside | (familiarity < threshold)
-    p_normal = probabilities[:, normal_id]
     if config.unknown_is_defective:
         p_normal = np.where(unknown, 0.0, p_normal)  # an unknown wafer is flagged whatever its P(normal)
     point = choose_threshold(p_normal, ~normal, config.target_defect_recall, config.max_normal_threshold,
                              config.max_false_alarm_rate)
     quality = {
-        "eval_accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
-        "eval_calibration_error": expected_calibration_error(probabilities, labels),
+        "eval_accuracy": accuracy,
+        "eval_calibration_error": calibration_error,
         "familiarity_threshold": threshold,
         "input_envelope": {name: [float(lo), float(hi)] for name, lo, hi in zip(STATISTICS, *envelope)},
         "eval_unknown_rate": float(unknown.mean()),
@@ -270,22 +323,28 @@ def run_fn(fn_args) -> None:
     logging.info("classes %s; train %d, eval %d examples; class weights %s",
                  class_names, len(train_labels), len(eval_labels), np.round(weights, 2).tolist())
 
-    train = make_dataset(fn_args.train_files, class_names, image, config.batch_size, True, weights, config, len(train_labels))
+    targets = pattern_targets(class_names, image.patterns) if image.multilabel else None
+    if targets is not None:
+        logging.info("multi-label over patterns %s", list(image.patterns))
+    train = make_dataset(fn_args.train_files, class_names, image, config.batch_size, True, weights, config, len(train_labels),
+                         targets=targets)
     evaluation = make_dataset(
         fn_args.eval_files, class_names, image, config.batch_size, False, np.ones(num_classes, np.float32), config,
-        len(eval_labels),
+        len(eval_labels), targets=targets,
     )
     steps_per_epoch = max(1, math.ceil(len(train_labels) / config.batch_size))
     epochs = config.epochs
     if fn_args.train_steps:  # TrainArgs(num_steps=...) caps the total
         epochs = max(1, min(epochs, math.ceil(fn_args.train_steps / steps_per_epoch)))
 
-    model = build_classifier(num_classes, image, config)
-    history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs)
+    outputs = class_names if targets is None else list(image.patterns)  # the network's output columns
+    model = build_classifier(len(outputs), image, config)
+    history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs, image.multilabel)
     train_inputs = make_dataset(
         fn_args.train_files, class_names, image, config.batch_size, False, weights, config, len(train_labels), cache=False
     )
-    scale, point, quality, envelope = calibrate(model, evaluation, normal_id, statistics_of(train_inputs), config)
+    scale, point, quality, envelope = calibrate(model, evaluation, normal_id, statistics_of(train_inputs), config,
+                                                image.multilabel)
     logging.info("operating point on eval: %s; unknown below familiarity %.4f (eval: %.4f of all, %.4f of normal wafers)",
                  json.dumps(point.to_dict()), quality["familiarity_threshold"], quality["eval_unknown_rate"],
                  quality["eval_unknown_rate_normal"])
@@ -297,8 +356,12 @@ def run_fn(fn_args) -> None:
         )
 
     summary = {
-        "class_names": class_names,
+        # The probabilities' columns: the classes, or in multi-label mode the patterns.
+        "class_names": outputs,
         "normal_class": image.normal_class,
+        "multilabel": image.multilabel,
+        # The label values trained on (multi-label: each combination of patterns seen, and the normal class).
+        "label_names": class_names,
         "epochs_run": len(history.history["loss"]),
         "train_examples": int(len(train_labels)),
         "eval_examples": int(len(eval_labels)),
@@ -312,9 +375,10 @@ def run_fn(fn_args) -> None:
     summary_json = json.dumps(summary, indent=2).encode()
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
-    serving = ServingModel(model, tft_output, class_names, normal_id, scale, point.threshold,
+    serving = ServingModel(model, tft_output, outputs, -1 if image.multilabel else normal_id, scale, point.threshold,
                            quality["familiarity_threshold"], envelope, config.unknown_is_defective,
-                           config.test_time_orientations)
+                           config.test_time_orientations, normal_class=image.normal_class,
+                           multilabel=image.multilabel)
     export_serving_model(fn_args.serving_model_dir, serving, extra_files={
         OPERATING_POINT_JSON: summary_json,
         WARMUP_FILE: warmup_file_bytes(config.model_name, image.height, image.width, image.channels),

@@ -1,4 +1,5 @@
-"""Transform's ``preprocessing_fn``: PNG/JPEG bytes -> a fixed-size float image, class name -> id.
+"""Transform's ``preprocessing_fn``: PNG/JPEG bytes -> a fixed-size float image, class name -> id
+(and, in multi-label mode, the multi-hot vector of the patterns a label names).
 
 The same graph is attached to the exported model, so serving decodes and resizes
 exactly as training did, and the label vocabulary (an asset of the graph) turns
@@ -17,7 +18,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from components import features  # noqa: E402
-from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, ImageConfig  # noqa: E402
+from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, PATTERNS_XF, ImageConfig  # noqa: E402
+from spanet.data.classes import MIXED_LABEL_SEPARATOR  # noqa: E402
 
 
 def decode(encoded: tf.Tensor, config: ImageConfig) -> tf.Tensor:
@@ -65,6 +67,16 @@ def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
     )
 
 
+def multi_hot(labels: tf.Tensor, patterns) -> tf.Tensor:
+    """(B,) labels such as ``b"Center+Edge-Loc"`` -> float32 (B, P): 1 where the label names the pattern.
+
+    A label naming none of ``patterns`` (the normal class) is all zeros.
+    """
+    parts = tf.strings.split(tf.reshape(labels, [-1]), MIXED_LABEL_SEPARATOR).to_tensor(default_value="")
+    named = tf.equal(parts[:, :, None], tf.constant(list(patterns))[None, None, :])
+    return tf.cast(tf.reduce_any(named, axis=1), tf.float32)
+
+
 def preprocessing_fn(inputs: Mapping[str, tf.Tensor], custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
     """TFX Transform entry point (``module_file`` or ``preprocessing_fn='components.transform.preprocessing_fn'``)."""
     config = ImageConfig.from_custom_config(custom_config)
@@ -73,4 +85,6 @@ def preprocessing_fn(inputs: Mapping[str, tf.Tensor], custom_config: Optional[Di
         label = tf.reshape(inputs[features.LABEL_KEY], [-1])
         outputs[LABEL_XF] = tft.compute_and_apply_vocabulary(label, vocab_filename=LABEL_VOCABULARY)
         outputs[IS_DEFECT_XF] = tf.cast(tf.not_equal(label, config.normal_class), tf.float32)
+        if config.multilabel:
+            outputs[PATTERNS_XF] = multi_hot(label, config.patterns)
     return outputs

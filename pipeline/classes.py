@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from pipeline.config import MIXED_MODES, PipelineConfig
 from spanet.data.census import LabelCensus, parse_class_list, take_census
-from spanet.data.classes import NORMAL_CLASS
+from spanet.data.classes import NORMAL_CLASS, label_parts
 from spanet.data.readers import detect_format, make_reader
 from spanet.data.records import DataInputError
 
@@ -52,6 +52,36 @@ def unlisted_labels(classes: Sequence[str], census: Optional[LabelCensus]) -> Li
     return [label for label in census.labels if label not in classes] if census else []
 
 
+def pattern_census(census: LabelCensus) -> LabelCensus:
+    """Multi-label: wafers per split carrying each pattern (a ``+`` label counts for each of its parts)."""
+    per_split = {}
+    for split, counts in census.per_split.items():
+        parts: dict = {}
+        for label, count in counts.items():
+            for part in label_parts(label):
+                parts[part] = parts.get(part, 0) + count
+        per_split[split] = parts
+    return LabelCensus(per_split)
+
+
+def _resolve_multilabel(config: PipelineConfig, census: Optional[LabelCensus], path: str) -> PipelineConfig:
+    """Multi-label: the patterns (``--classes`` less the normal class, else every part of every label)
+    go to ``image.patterns``; the class names become the label values whose parts are all known."""
+    normal = config.image.normal_class
+    if census is None:
+        raise ClassSetError(f"{path}: --mixed multilabel needs labels that can be counted before reading "
+                            "(an image folder, a manifest, an npz or G85 files)")
+    parts = pattern_census(census)
+    listed = config.class_names is not None
+    classes = tuple(config.class_names) if listed else tuple(parts.labels)
+    check_class_list(classes, normal, "--classes" if listed else "the patterns found in the data")
+    check_census(classes, parts, path, listed=listed)
+    patterns = tuple(c for c in classes if c != normal)
+    values = tuple(label for label in census.labels if set(label_parts(label)) <= set(classes))
+    gate = replace(config.gate, class_names=values, normal_class=normal, patterns=patterns) if config.gate is not None else None
+    return config.with_updates(class_names=values, gate=gate, image=replace(config.image, patterns=patterns))
+
+
 def resolve_classes(config: PipelineConfig) -> Tuple[PipelineConfig, Optional[LabelCensus]]:
     """`config` with its class set filled in from the data where not given, and checked against the data.
 
@@ -64,6 +94,10 @@ def resolve_classes(config: PipelineConfig) -> Tuple[PipelineConfig, Optional[La
         data_format = detect_format(path)
     reader = make_reader(data_format, path, config.reader_options(data_format))
     census = take_census(reader, path, dict(config.splits), config.split_seed)
+    if config.data_path:
+        config = config.with_updates(data_format=data_format)  # "auto" resolved once, here
+    if config.mixed == "multilabel":
+        return _resolve_multilabel(config, census, path), census
     normal = config.image.normal_class
     if config.class_names is not None:
         classes = tuple(config.class_names)
@@ -77,8 +111,6 @@ def resolve_classes(config: PipelineConfig) -> Tuple[PipelineConfig, Optional[La
     if census is not None:
         check_census(classes, census, path, listed=config.class_names is not None)
     gate = replace(config.gate, class_names=classes, normal_class=normal) if config.gate is not None else None
-    if config.data_path:
-        config = config.with_updates(data_format=data_format)  # "auto" resolved once, here
     return config.with_updates(class_names=classes, gate=gate), census
 
 
@@ -97,8 +129,9 @@ def add_class_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the class that means 'not defective': defect recall, the gate and the operating "
                              "threshold follow it (default: %(default)s)")
     parser.add_argument("--mixed", default=MIXED_MODES[0], choices=MIXED_MODES,
-                        help="mixed-type labels such as Center+Loc: each combination its own class, or 'single': "
-                             "mixed wafers are left out and counted (default: %(default)s)")
+                        help="mixed-type labels such as Center+Loc: each combination its own class; 'single': "
+                             "mixed wafers are left out and counted; 'multilabel': one output per pattern, --classes "
+                             "then names the patterns (default: %(default)s)")
 
 
 def apply_class_arguments(config: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
@@ -112,7 +145,10 @@ def classes_for_compile(config: PipelineConfig) -> PipelineConfig:
 
     ClassSetError when neither (the pods will read the data; this machine must know its classes).
     """
-    if config.class_names is not None:
+    if config.mixed == "multilabel" and not (config.data_path and os.path.exists(config.data_path)):
+        raise ClassSetError("--mixed multilabel: the schema lists the pattern combinations found in the data, "
+                            "so --data must be readable on this machine when the pipeline is compiled")
+    if config.class_names is not None and config.mixed != "multilabel":
         check_class_list(config.class_names, config.image.normal_class, "--classes")
         gate = replace(config.gate, class_names=config.class_names) if config.gate is not None else None
         return config.with_updates(gate=gate)

@@ -22,8 +22,9 @@ from spanet.data.generator import RECIPE_VERSION, GeneratorConfig, PatternRanges
 #: gate's one-sided 95 % lower bound on defect recall clears 0.99 with up to 3 misses there (with
 #: none it needs 299 defective wafers; components.clopper_pearson.defects_needed).
 #: How mixed-type labels (``Center+Loc``) are trained: each combination as its own class (MixedWM38's
-#: 38 classes), or "single": mixed maps are left out, counted in the quarantine report.
-MIXED_MODES: Tuple[str, ...] = ("classes", "single")
+#: 38 classes); "single": mixed maps are left out, counted in the quarantine report; "multilabel": one
+#: sigmoid output per base pattern, a label the set of its parts (ImageConfig.patterns).
+MIXED_MODES: Tuple[str, ...] = ("classes", "single", "multilabel")
 DEFAULT_SPLITS: Tuple[Tuple[str, float], ...] = (("train", 0.6), ("eval", 0.15), ("test", 0.25))
 #: Beam on one machine: the DirectRunner with one worker process per core.
 LOCAL_BEAM_ARGS: Tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
@@ -82,8 +83,10 @@ class PipelineConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     #: The classes, in report order; None: the labels found in the data (pipeline.classes.resolve_classes).
+    #: In multi-label mode the label values (each combination of patterns found); the patterns are
+    #: ``image.patterns``.
     class_names: Optional[Tuple[str, ...]] = None
-    #: Mixed-type labels such as ``Center+Loc``: each combination its own class, or left out ("single").
+    #: Mixed-type labels such as ``Center+Loc``: one of MIXED_MODES.
     mixed: str = "classes"
     gate: Optional[GateConfig] = None  # None: the default gate over ``class_names``
     #: The name the model is served under (TF Serving's MODEL_NAME).
@@ -135,7 +138,8 @@ class PipelineConfig:
     def gate_config(self) -> GateConfig:
         if self.class_names is None:
             raise ValueError("the class set is not resolved yet: pipeline.classes.resolve_classes(config) fills it in")
-        return self.gate or GateConfig(class_names=self.class_names, normal_class=self.image.normal_class)
+        return self.gate or GateConfig(class_names=self.class_names, normal_class=self.image.normal_class,
+                                       patterns=self.image.patterns)
 
     def reader_options(self, data_format: str) -> Dict[str, Any]:
         """Keyword options for the reader of `data_format` that follow from this configuration."""

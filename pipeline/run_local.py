@@ -122,6 +122,8 @@ def run(config: PipelineConfig) -> int:
                 ensure_default_data(config)
             config, census = resolve_classes(config)
             print(f"Classes ({len(config.class_names)}; normal: {config.image.normal_class!r}): {', '.join(config.class_names)}")
+            if config.image.multilabel:
+                print(f"Multi-label: one output per pattern ({len(config.image.patterns)}): {', '.join(config.image.patterns)}")
             unlisted = unlisted_labels(config.class_names, census)
             if unlisted:
                 print(f"Labels in the data outside --classes: {unlisted}; the schema check will stop the run on them", file=sys.stderr)
@@ -158,7 +160,9 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
               f"P(normal) < {point['threshold']:.3f}, set by the {point.get('limited_by', 'target recall')} (eval defect "
               f"recall {point['defect_recall']:.4f}, false alarms {point['false_alarm_rate']:.4f})")
         if "familiarity_threshold" in summary:
-            print(f"Unknown inputs: familiarity (largest cosine to a class) < {summary['familiarity_threshold']:.4f} is answered "
+            familiarity = ("distance of the least decided pattern's cosine from its boundary" if summary.get("multilabel")
+                           else "largest cosine to a class")
+            print(f"Unknown inputs: familiarity ({familiarity}) < {summary['familiarity_threshold']:.4f} is answered "
                   f"'unknown' and flagged; on eval that rejects {summary['eval_unknown_rate']:.2%} of all wafers and "
                   f"{summary['eval_unknown_rate_normal']:.2%} of normal ones")
     if results.evaluation_uri:

@@ -9,6 +9,16 @@ For positive similarities s_p and negative similarities s_n of one anchor:
 
 Both log-sum-exps and the softplus are evaluated in their stable forms, so the loss
 and its gradient stay finite at any similarity in [-1, 1] and at gamma in the hundreds.
+
+The multi-label form (``form="multilabel"``: a sample may have any number of patterns, none for a
+normal wafer) adds one virtual class whose weighted logit is 0 on both sides, so that a sample needs
+no positive (or no negative) to be trained:
+
+    L = softplus(logsumexp_n(gamma * alpha_n * (s_n - delta_n))) + softplus(logsumexp_p(-gamma * alpha_p * (s_p - delta_p)))
+
+which is the formula above with that class counted among both the positives and the negatives
+(log((1 + A)(1 + B)) = softplus(log A) + softplus(log B)). Each pattern's decision is then a
+threshold of its own similarity, midway between delta_n and delta_p.
 """
 
 from __future__ import annotations
@@ -16,11 +26,14 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from spanet._keras import keras, register, tf
+from spanet.calibration import SIGMOID_BOUNDARY
 from spanet.layers.heads import safe_l2_normalize
 from spanet.validation import check_choice, check_positive
 
 #: The two label forms of Circle Loss.
-FORMS = ("class", "pair")
+FORMS = ("class", "pair", "multilabel")
+#: The cosine at which a pattern of the multi-label form is as likely present as not: (delta_n + delta_p) / 2.
+MULTILABEL_BOUNDARY = SIGMOID_BOUNDARY
 
 # Stands in for -inf in masked log-sum-exps: exp() of it is exactly 0 in float32, and
 # unlike -inf it never turns a fully masked row into NaN.
@@ -60,6 +73,27 @@ def circle_loss_from_similarities(
     return tf.where(valid, tf.nn.softplus(lse_p + lse_n), tf.zeros_like(lse_p))
 
 
+def multilabel_circle_loss(
+    similarities: tf.Tensor, positive_mask: tf.Tensor, gamma: float = 64.0, margin: float = 0.25
+) -> tf.Tensor:
+    """Multi-label Circle Loss of each row: positives (patterns present) above 1 - m, the rest below m.
+
+    A row with no positive (a normal wafer) or no negative is trained on the other side alone.
+    """
+    similarities = tf.convert_to_tensor(similarities)
+    dtype = similarities.dtype
+    gamma = tf.cast(gamma, dtype)
+    margin = tf.cast(margin, dtype)
+    alpha_p = tf.stop_gradient(tf.nn.relu(1.0 + margin - similarities))
+    alpha_n = tf.stop_gradient(tf.nn.relu(similarities + margin))
+    logit_p = -gamma * alpha_p * (similarities - (1.0 - margin))
+    logit_n = gamma * alpha_n * (similarities - margin)
+    masked = tf.constant(_MASKED, dtype)
+    lse_p = tf.reduce_logsumexp(tf.where(positive_mask, logit_p, masked), axis=-1)
+    lse_n = tf.reduce_logsumexp(tf.where(positive_mask, masked, logit_n), axis=-1)
+    return tf.nn.softplus(lse_p) + tf.nn.softplus(lse_n)
+
+
 def class_indices(y_true: tf.Tensor) -> tf.Tensor:
     """Integer labels from sparse (N,) / (N, 1) or one-hot (N, K > 1) targets."""
     y_true = tf.convert_to_tensor(y_true)
@@ -80,7 +114,11 @@ class CircleLoss(keras.losses.Loss):
     ids. Each sample is an anchor: same-class samples are its positives, other-class
     samples its negatives (cosine similarity of the L2-normalised embeddings).
 
-    Sum both forms with a weight through Keras' ``loss_weights`` on a model built with
+    ``form="multilabel"``: ``y_pred`` are cosine logits (N, P), one per pattern; ``y_true`` the
+    multi-hot (N, P) patterns present (all zero for a normal wafer); see
+    :func:`multilabel_circle_loss`.
+
+    Sum the class and pair forms with a weight through Keras' ``loss_weights`` on a model built with
     ``embedding_output=True``.
     """
 
@@ -94,6 +132,9 @@ class CircleLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
+        if self.form == "multilabel":
+            present = tf.reshape(tf.cast(y_true, y_pred.dtype), tf.shape(y_pred)) > 0.5
+            return multilabel_circle_loss(y_pred, present, self.gamma, self.margin)
         labels = class_indices(y_true)
         if self.form == "class":
             num_classes = int(y_pred.shape[-1])

@@ -7,6 +7,9 @@ calibrated on held-out in-distribution data, and an input failing either is unkn
 - **familiarity**: the largest cosine similarity between the input's embedding and a class
   weight (the cosine head's own output). Circle Loss pulls training wafers to similarities near
   1 - m with their class; an input far from every class has a low maximum.
+  A multi-label model (one cosine per pattern, a normal wafer near none) uses instead how decided
+  its least decided pattern is: the smallest distance of a cosine from the present / absent
+  boundary (:func:`multilabel_familiarity`).
 - **input envelope**: three pixel statistics of the model input (share of black pixels, share of
   dark-grey pixels between black and a pass die's grey, mean level) must lie inside the range
   the training data spans. Learnt from the data, so it means "like the training images" whatever
@@ -22,6 +25,8 @@ from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from spanet.calibration import SIGMOID_BOUNDARY
 
 #: Pixel levels (inputs scaled to [0, 1]) that split black / dark grey / the rest.
 BLACK_LEVEL = 0.02
@@ -60,6 +65,11 @@ def outside_envelope(statistics, low, high) -> tf.Tensor:
     statistics = tf.convert_to_tensor(statistics, tf.float32)
     low, high = tf.cast(low, tf.float32), tf.cast(high, tf.float32)
     return tf.reduce_any((statistics < low) | (statistics > high), axis=-1)
+
+
+def multilabel_familiarity(cosines, boundary: float = SIGMOID_BOUNDARY) -> tf.Tensor:
+    """(B,) the smallest |cos - boundary| over a multi-label model's patterns (B, P)."""
+    return tf.reduce_min(tf.abs(tf.convert_to_tensor(cosines, tf.float32) - boundary), axis=-1)
 
 
 def familiarity_threshold(familiarity: np.ndarray, max_reject_rate: float) -> float:

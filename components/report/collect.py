@@ -15,12 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
-from components.config import DEFECT_SCORE, PROBABILITIES
+from components.config import DEFECT_SCORE, PATTERN_THRESHOLD, PROBABILITIES
 from components.eval_summary import summarize_evaluation
 from components.evaluation import EVAL_SIGNATURE
 from components.report.data import GalleryItem, GatePolicy, ReportData
 from components.trainer import HISTORY_CSV, TRAINING_SUMMARY_JSON
 from components.wafer_example_gen.artifacts import SUMMARY_JSON as QUARANTINE_SUMMARY_JSON
+from spanet.data.classes import MIXED_LABEL_SEPARATOR, label_parts
 from spanet.data.imageio import decode_image
 
 #: Misclassified wafers kept while scanning, before the gallery's ordering picks the shown ones.
@@ -72,14 +73,26 @@ def _kind(true_id: int, flagged: bool, normal_id: int) -> str:
     return ""
 
 
+def _pattern_set(probabilities: np.ndarray, patterns: Sequence[str], normal_class: str) -> Tuple[str, float]:
+    """Multi-label: the patterns present (probability >= 0.5) joined with ``+`` (else the normal class),
+    and the confidence of that set (the smallest decided probability)."""
+    present = [name for name, p in zip(patterns, probabilities) if p >= PATTERN_THRESHOLD]
+    confidence = float(np.min(np.maximum(probabilities, 1.0 - probabilities))) if len(probabilities) else 1.0
+    return (MIXED_LABEL_SEPARATOR.join(present) or normal_class), confidence
+
+
 def predict_gallery(model_dir: str, split_dir: str, class_names: Sequence[str], normal_class: str,
-                    gallery_size: int = 24, batch_size: int = 64) -> Tuple[List[GalleryItem], int, List[List[int]]]:
+                    gallery_size: int = 24, batch_size: int = 64,
+                    multilabel: bool = False) -> Tuple[List[GalleryItem], int, List[List[int]]]:
     """Runs the exported model on a split's raw examples.
 
     Returns (the gallery: up to ``gallery_size`` misclassified wafers, missed defects first, then
     false alarms, then wrong patterns, each by descending confidence; the number misclassified;
-    the arg-max confusion matrix over the split, rows = true class).
+    the arg-max confusion matrix over the split, rows = true class). With ``multilabel``,
+    ``class_names`` are the patterns, a wafer is wrong when its pattern set is, and there is no matrix.
     """
+    if multilabel:
+        return _multilabel_gallery(model_dir, split_dir, class_names, normal_class, gallery_size, batch_size)
     model = tf.saved_model.load(model_dir)
     classify = model.signatures[EVAL_SIGNATURE]
     index = {name: i for i, name in enumerate(class_names)}
@@ -119,6 +132,36 @@ def predict_gallery(model_dir: str, split_dir: str, class_names: Sequence[str], 
     return [item for _, item in wrong[:gallery_size]], total_wrong, matrix.tolist()
 
 
+def _multilabel_gallery(model_dir: str, split_dir: str, patterns: Sequence[str], normal_class: str,
+                        gallery_size: int, batch_size: int) -> Tuple[List[GalleryItem], int, List[List[int]]]:
+    classify = tf.saved_model.load(model_dir).signatures[EVAL_SIGNATURE]
+    wrong: List[Tuple[Tuple[int, float], GalleryItem]] = []
+    total_wrong = 0
+    for batch in _examples(split_dir, batch_size):
+        outputs = classify(examples=batch)
+        for serialized, probs, score in zip(batch.numpy(), outputs[PROBABILITIES].numpy(),
+                                            outputs[DEFECT_SCORE].numpy().reshape(-1)):
+            example = tf.train.Example.FromString(serialized)
+            label = _feature(example, features.LABEL_KEY).decode("utf-8")
+            predicted, confidence = _pattern_set(probs, patterns, normal_class)
+            is_normal, flagged = label == normal_class, bool(score > 0.5)
+            kind = "missed defect" if not is_normal and not flagged else "false alarm" if is_normal and flagged else ""
+            if set(label_parts(predicted)) == set(label_parts(label)) and not kind:
+                continue
+            total_wrong += 1
+            if len(wrong) >= _KEEP_MAX:
+                continue
+            lot = _feature(example, features.LOT_ID_KEY).decode("utf-8")
+            wafer = _feature(example, features.WAFER_ID_KEY).decode("utf-8")
+            item = GalleryItem(
+                image=decode_image(_feature(example, features.IMAGE_KEY)), true_class=label, predicted_class=predicted,
+                confidence=confidence, defect_score=float(score), ref=f"lot {lot} wafer {wafer}" if lot else "", kind=kind,
+            )
+            wrong.append((({"missed defect": 0, "false alarm": 1, "": 2}[kind], -confidence), item))
+    wrong.sort(key=lambda pair: pair[0])
+    return [item for _, item in wrong[:gallery_size]], total_wrong, []
+
+
 def collect_report_data(
     model_dir: str,
     model_run_dir: str,
@@ -144,7 +187,8 @@ def collect_report_data(
     normal_class = normal_class or summary.get("normal_class") or "none"
     evaluation = summarize_evaluation(evaluation_uri, class_names)
     gallery, wrong, matrix = predict_gallery(
-        model_dir, os.path.join(examples_uri, f"Split-{test_split}"), class_names, normal_class, gallery_size
+        model_dir, os.path.join(examples_uri, f"Split-{test_split}"), class_names, normal_class, gallery_size,
+        multilabel=bool(summary.get("multilabel")),
     )
     return ReportData(
         class_names=class_names,

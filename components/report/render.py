@@ -89,7 +89,9 @@ def plot_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: str) 
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str) -> str:
     """Loss and accuracy per epoch (train and eval split), plus the learning rate when logged."""
     epochs = list(history.get("epoch", range(len(next(iter(history.values()), [])))))
-    panels = [("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy"))]
+    panels = [("loss", ("loss", "val_loss"))]
+    if "accuracy" in history or "val_accuracy" in history:  # a multi-label model logs no accuracy
+        panels.append(("accuracy", ("accuracy", "val_accuracy")))
     if "lr" in history or "learning_rate" in history:
         panels.append(("learning rate", ("lr", "learning_rate")))
     figure, axes = new_axes(4.2 * len(panels), 3.5, ncols=len(panels))
@@ -435,12 +437,18 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
                                    "defect recall per slice"))
 
     # Confusion matrix and class metrics.
+    multilabel = bool(evaluation.get("multilabel"))
     matrix = evaluation.get("confusion_matrix") or [[0] * len(classes) for _ in classes]
-    parts.append("<h2>Confusion matrix</h2><p>Rows: true class; columns: predicted (most probable) class.</p>")
-    parts.append(_table(["true \\ predicted"] + [html.escape(c) for c in classes],
-                        [[html.escape(c)] + [str(int(v)) for v in row] for c, row in zip(classes, matrix)],
-                        "confusion-matrix", classes, "class"))
-    parts.append(image_tag(plot_confusion_matrix(matrix, classes, picture("confusion_matrix.png")), "confusion matrix"))
+    if multilabel:
+        parts.append(f'<p id="exact-match">Multi-label model: a wafer may carry several patterns. Exact-match rate '
+                     f'(the predicted pattern set is the true one): {fmt(evaluation.get("accuracy"))}. Per-pattern '
+                     f'metrics below count each (wafer, pattern) decision at probability 0.5.</p>')
+    else:
+        parts.append("<h2>Confusion matrix</h2><p>Rows: true class; columns: predicted (most probable) class.</p>")
+        parts.append(_table(["true \\ predicted"] + [html.escape(c) for c in classes],
+                            [[html.escape(c)] + [str(int(v)) for v in row] for c, row in zip(classes, matrix)],
+                            "confusion-matrix", classes, "class"))
+        parts.append(image_tag(plot_confusion_matrix(matrix, classes, picture("confusion_matrix.png")), "confusion matrix"))
     per_class = evaluation.get("per_class", {})
     rows = [[html.escape(c), fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"]), str(m["support"])] for c, m in per_class.items()]
     parts.append("<h2>Per-class precision, recall, F1</h2>")
@@ -467,7 +475,7 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
     # Gallery.
     parts.append("<h2>Misclassified test wafers</h2>")
     parts.append(_gallery_html(data.gallery, data.misclassified_total, out_dir, embed_images))
-    if data.gallery_confusion is not None:
+    if data.gallery_confusion is not None and not multilabel:
         same = np.array_equal(np.asarray(data.gallery_confusion), np.asarray(matrix))
         parts.append(f'<p id="gallery-check" data-consistent="{same}">The gallery\'s predictions (the exported model\'s '
                      f"<code>serving_examples</code> signature on the raw test split) "

@@ -9,7 +9,9 @@ are raised for image batches, UNAVAILABLE is retried with exponential backoff, T
 Per input it returns a `Prediction`: class name, probabilities by class name, defect flag and score.
 The model's class order is not in the signature metadata: it comes from ``ClientConfig.class_names``,
 else a zero-input ``class_names`` signature if the model has one, else it is learned from the
-(class_id, class_name) pairs of the answers (classes not yet seen are named ``class_<i>``).
+(class_id, class_name) pairs of the answers (classes not yet seen are named ``class_<i>``); a
+multi-label model's names are learned from its ``patterns_present`` rows, whose ``+``-joined class
+name lists the present patterns in column order.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ PROBABILITIES, CLASS_ID, CLASS_NAME, DEFECTIVE, DEFECT_SCORE = "probabilities", 
 REQUIRED_OUTPUTS = (PROBABILITIES, CLASS_ID, CLASS_NAME, DEFECTIVE, DEFECT_SCORE)
 #: Outputs of models that mark inputs unlike every class: ``unknown`` (bool) and ``familiarity`` (float).
 UNKNOWN, FAMILIARITY = "unknown", "familiarity"
-OPTIONAL_OUTPUTS = (UNKNOWN, FAMILIARITY)
+#: Output of multi-label models: 1 / 0 per pattern (the probabilities' columns), present or not.
+PATTERNS_PRESENT = "patterns_present"
+OPTIONAL_OUTPUTS = (UNKNOWN, FAMILIARITY, PATTERNS_PRESENT)
+#: Joins the patterns of a multi-label class name (spanet.data.classes.MIXED_LABEL_SEPARATOR).
+_PATTERN_SEPARATOR = "+"
 #: A zero-input signature returning the class order, used when the model has one.
 CLASS_NAMES_SIGNATURE = "class_names"
 _STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
@@ -71,11 +77,21 @@ class Prediction:
     unknown: bool = False
     #: The largest cosine similarity to a class (None for models without it).
     familiarity: Optional[float] = None
+    #: Multi-label models: the patterns present (empty for a normal wafer); None for single-label models.
+    patterns: Optional[Tuple[str, ...]] = None
 
     @property
     def confidence(self) -> Optional[float]:
-        """The probability of the predicted class; None for an unknown input (no class was predicted)."""
-        return self.probabilities.get(self.class_name) if not self.unknown else None
+        """The probability of the predicted class (multi-label: of the least sure pattern present, or
+        that none is); None for an unknown input (no class was predicted)."""
+        if self.unknown:
+            return None
+        if self.patterns is not None:
+            if not self.patterns:
+                return 1.0 - max(self.probabilities.values(), default=0.0)
+            known = [self.probabilities[p] for p in self.patterns if p in self.probabilities]
+            return min(known) if len(known) == len(self.patterns) else None
+        return self.probabilities.get(self.class_name)
 
 
 @dataclass(frozen=True)
@@ -280,6 +296,14 @@ class ServingClient:
         out = {k: from_tensor_proto(response.outputs[k]) for k in REQUIRED_OUTPUTS + OPTIONAL_OUTPUTS if k in response.outputs}
         unknown = out.get(UNKNOWN, np.zeros(len(out[CLASS_ID]), bool))
         with self._lock:
+            if PATTERNS_PRESENT in out:  # multi-label: the name lists the present columns' patterns in order
+                for row, name, is_unknown in zip(out[PATTERNS_PRESENT], out[CLASS_NAME].tolist(), unknown.tolist()):
+                    columns = np.flatnonzero(row > 0.5)
+                    parts = name.decode("utf-8", "replace").split(_PATTERN_SEPARATOR)
+                    if not is_unknown and len(columns) and len(columns) == len(parts):
+                        for column, part in zip(columns.tolist(), parts):
+                            self._class_names.setdefault(int(column), part)
+                return out
             for class_id, name, is_unknown in zip(out[CLASS_ID].tolist(), out[CLASS_NAME].tolist(), unknown.tolist()):
                 if not is_unknown:  # an unknown input is named "unknown", not by its arg-max class
                     self._class_names.setdefault(int(class_id), name.decode("utf-8", "replace"))
@@ -298,6 +322,8 @@ class ServingClient:
                 model_version=version,
                 unknown=bool(out[UNKNOWN][i]) if UNKNOWN in out else False,
                 familiarity=float(out[FAMILIARITY][i]) if FAMILIARITY in out else None,
+                patterns=(tuple(names[j] for j in np.flatnonzero(out[PATTERNS_PRESENT][i] > 0.5))
+                          if PATTERNS_PRESENT in out else None),
             )
             for i in range(out[PROBABILITIES].shape[0])
         ]

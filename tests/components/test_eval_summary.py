@@ -7,7 +7,7 @@ import pytest
 
 from components.eval_summary import class_metrics_from_confusion, confusion_matrix_from_plot, gate_settings, strict_json
 from components.evaluation import (
-    DEFECT_RECALL, DEFECT_RECALL_GATE, DEFECT_RECALL_LOWER_BOUND, FALSE_ALARM_RATE, GateConfig, build_eval_config,
+    DEFECT_RECALL, DEFECT_RECALL_GATE, DEFECT_RECALL_LOWER_BOUND, FALSE_ALARM_RATE, GateConfig, build_eval_config, gated_slices,
 )
 
 
@@ -117,3 +117,35 @@ def test_strict_json_replaces_nan_and_infinities():
     clean = strict_json(value)
     assert clean == {"a": None, "b": [1.0, None, 2.5], "c": {"d": 3, "e": "x"}}
     json.dumps(clean, allow_nan=False)
+
+
+def test_pattern_metrics_come_from_the_binarized_counts_and_exact_match_is_the_accuracy():
+    from components.eval_summary import pattern_metrics_from_counts
+
+    values = {
+        "probabilities/true_positives/class_0": 18.0, "probabilities/false_negatives/class_0": 2.0,
+        "probabilities/false_positives/class_0": 6.0,
+        "probabilities/true_positives/class_1": 0.0, "probabilities/false_negatives/class_1": 0.0,
+        "probabilities/false_positives/class_1": 3.0,
+        "patterns_present/exact_match": 0.85,
+    }
+    metrics = pattern_metrics_from_counts(values, ["Center", "Scratch"])
+    center = metrics["per_class"]["Center"]
+    assert center == pytest.approx({"precision": 0.75, "recall": 0.9, "f1": 2 * 0.75 * 0.9 / 1.65, "support": 20})
+    assert metrics["per_class"]["Scratch"]["support"] == 0
+    assert metrics["macro_f1"] == pytest.approx(center["f1"])  # a pattern absent from the split does not count
+    assert metrics["accuracy"] == 0.85
+
+
+def test_multilabel_eval_config_binarizes_the_patterns_and_scores_the_exact_match():
+    gate = GateConfig(class_names=("Center", "Center+Loc", "Loc", "none"), patterns=("Center", "Loc"))
+    config = build_eval_config(gate)
+    labels = dict(config.model_specs[0].label_keys)
+    assert labels == {"probabilities": "patterns_xf", "defect_score": "is_defect_xf", "patterns_present": "patterns_xf"}
+    binarized = [s for s in config.metrics_specs if s.binarize.class_ids.values]
+    assert len(binarized) == 1 and list(binarized[0].binarize.class_ids.values) == [0, 1]
+    assert {m.class_name for m in binarized[0].metrics} == {"TruePositives", "FalseNegatives", "FalsePositives"}
+    assert any(m.class_name == "ExactMatch" for s in config.metrics_specs for m in s.metrics)
+    # The defect gate is the single-label one: every label value, mixed ones included, is a gated class slice.
+    gated = {dict(s.feature_values).get("label") for s in gated_slices(gate)}
+    assert {"Center", "Center+Loc", "Loc"} <= gated and "none" not in gated

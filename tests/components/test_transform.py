@@ -59,6 +59,22 @@ def test_preprocessing_fn_through_tft_beam(tmp_path):
         )
     assert [row[LABEL_XF] for row in transformed] == [0, 0, 1]  # vocabulary by frequency: Center, none
     assert [row[IS_DEFECT_XF] for row in transformed] == [1.0, 1.0, 0.0]
+    assert "patterns_xf" not in transformed[0]  # multi-label mode only
     first = np.asarray(transformed[0][IMAGE_XF]).reshape(8, 8)
     np.testing.assert_allclose(first[:4, 4:], 1.0)
     np.testing.assert_allclose(first[4:, :], 128 / 255, atol=1e-6)
+
+
+def test_multilabel_mode_adds_the_multi_hot_patterns_of_each_label(tmp_path):
+    from components.config import PATTERNS_XF
+
+    blank = encode_png(np.full((4, 4), 128, np.uint8))
+    labels = [b"Center+Edge-Ring", b"Edge-Ring", b"none", b"Center"]
+    raw = [{"image": [blank], "label": [label]} for label in labels]
+    spec = {"image": tf.io.FixedLenFeature([1], tf.string), "label": tf.io.FixedLenFeature([1], tf.string)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    config = {"image": {"height": 8, "width": 8, "patterns": ["Center", "Edge-Ring"]}}
+    with tft_beam.Context(temp_dir=str(tmp_path)):
+        (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(lambda inputs: preprocessing_fn(inputs, config))
+    assert [list(row[PATTERNS_XF]) for row in transformed] == [[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+    assert [row[IS_DEFECT_XF] for row in transformed] == [1.0, 1.0, 0.0, 1.0]

@@ -144,3 +144,31 @@ def test_g85_files_without_a_manifest_are_split_by_the_lot_they_name(tmp_path):
         expected.setdefault(split, {}).setdefault(r.label, 0)
         expected[split][r.label] += 1
     assert {s: c for s, c in census.per_split.items() if c} == expected
+
+
+def test_multilabel_patterns_are_the_parts_of_the_labels_and_the_label_values_stay_for_the_schema(tmp_path):
+    data = _folder(tmp_path / "data", {"none": 40, "Center": 30, "Loc": 30, "Center+Loc": 30})
+    resolved, _ = resolve_classes(PipelineConfig(data_path=str(data), mixed="multilabel"))
+    assert resolved.image.patterns == ("Center", "Loc")
+    assert resolved.class_names == ("Center", "Center+Loc", "Loc", "none")  # the schema's label domain
+    assert resolved.gate_config.patterns == ("Center", "Loc") and resolved.gate_config.normal_class == "none"
+    assert PipelineConfig().reader_options("png") == {"mixed": True}
+    # --classes names the patterns (and the normal class); a combination with an unlisted part is left
+    # to the schema gate like any unlisted label.
+    listed, census = resolve_classes(PipelineConfig(data_path=str(data), mixed="multilabel", class_names=("Center", "none")))
+    assert listed.image.patterns == ("Center",) and listed.class_names == ("Center", "none")
+    assert unlisted_labels(listed.class_names, census) == ["Center+Loc", "Loc"]
+
+
+def test_multilabel_pattern_found_only_in_mixed_maps_counts_and_a_pattern_missing_from_a_split_is_named(tmp_path, capsys):
+    data = _folder(tmp_path / "data", {"none": 40, "Center": 30, "Center+Scratch": 30})
+    resolved, _ = resolve_classes(PipelineConfig(data_path=str(data), mixed="multilabel"))
+    assert resolved.image.patterns == ("Center", "Scratch")
+    sparse = _folder(tmp_path / "sparse", {"none": 40, "Center": 30, "Center+Scratch": 1})
+    line = _stopped_with(capsys, ["--data", str(sparse), "--mixed", "multilabel", "--output-root", str(tmp_path / "out")])
+    assert "class 'Scratch' has no example in the" in line
+
+
+def test_multilabel_cluster_spec_needs_data_readable_here():
+    with pytest.raises(ClassSetError, match="--mixed multilabel.*readable on this machine"):
+        classes_for_compile(PipelineConfig(data_path="gs://bucket/maps.npz", mixed="multilabel", class_names=("Center", "none")))

@@ -87,3 +87,41 @@ def test_bad_loss_arguments():
         CircleLoss(margin=1.5)
     with pytest.raises(ValueError, match="form must be one of 'class', 'pair'"):
         CircleLoss(form="triplet")
+
+
+def _multilabel_numpy(cos, present, gamma, m):
+    """The multi-label form term by term: positives vs a virtual zero-logit class, and negatives vs it."""
+    cos, present = np.asarray(cos, np.float64), np.asarray(present, bool)
+    ap = np.maximum(1 + m - cos, 0)
+    an = np.maximum(cos + m, 0)
+    pos = np.sum(np.exp(-gamma * ap * (cos - (1 - m)))[present])
+    neg = np.sum(np.exp(gamma * an * (cos - m))[~present])
+    return np.log1p(pos) + np.log1p(neg)
+
+
+@pytest.mark.parametrize("gamma, margin", [(64.0, 0.25), (8.0, 0.1)])
+def test_multilabel_form_matches_numpy_for_none_one_and_several_patterns(gamma, margin):
+    rng = np.random.RandomState(3)
+    cos = rng.uniform(-0.2, 0.9, size=(4, 3)).astype(np.float32)
+    present = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], np.float32)
+    loss = CircleLoss(gamma, margin, form="multilabel", reduction="none")(present, cos).numpy()
+    expected = [_multilabel_numpy(c, p, gamma, margin) for c, p in zip(cos, present)]
+    np.testing.assert_allclose(loss, expected, rtol=1e-4, atol=1e-4)
+    assert np.all(loss > 0)  # a normal wafer (no pattern) is trained too, unlike the pair-only form
+
+
+def test_multilabel_form_is_small_only_when_present_patterns_are_above_and_absent_ones_below_the_boundary():
+    present = np.array([[0, 0], [1, 0], [1, 1]], np.float32)
+    decided = np.array([[0.1, 0.0], [0.9, 0.1], [0.9, 0.8]], np.float32)
+    wrong = np.array([[0.6, 0.1], [0.4, 0.1], [0.9, 0.45]], np.float32)
+    loss = CircleLoss(form="multilabel", reduction="none")
+    assert np.all(loss(present, decided).numpy() < 0.3)
+    assert np.all(loss(present, wrong).numpy() > 5.0)
+
+
+def test_multilabel_form_gradient_is_finite_at_the_extremes():
+    cos = tf.Variable(np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32))
+    with tf.GradientTape() as tape:
+        value = CircleLoss(gamma=256.0, form="multilabel")(np.array([[0, 1], [0, 0]], np.float32), cos)
+    gradient = tape.gradient(value, cos).numpy()
+    assert np.isfinite(value.numpy()) and np.all(np.isfinite(gradient))

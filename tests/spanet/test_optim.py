@@ -99,3 +99,15 @@ def test_temperature_scaling_recovers_the_true_scale_and_calibrates():
 def test_fit_temperature_rejects_bad_shapes():
     with pytest.raises(ValueError, match="cosines must be"):
         fit_temperature(np.zeros((3,)), np.zeros(3))
+
+
+def test_sigmoid_temperature_recovers_the_true_scale_of_multilabel_cosines():
+    from spanet.calibration import fit_sigmoid_temperature, sigmoid_probabilities
+
+    rng = np.random.RandomState(1)
+    cosines = rng.uniform(-0.2, 1.0, size=(4000, 3))
+    multi_hot = (rng.uniform(size=cosines.shape) < sigmoid_probabilities(cosines, 12.0)).astype(np.float64)
+    assert fit_sigmoid_temperature(cosines, multi_hot) == pytest.approx(12.0, rel=0.1)
+    assert sigmoid_probabilities(np.array([0.5]), 30.0)[0] == pytest.approx(0.5)  # the boundary is even odds
+    with pytest.raises(ValueError, match="both be"):
+        fit_sigmoid_temperature(cosines, multi_hot[:, :2])
