@@ -46,6 +46,7 @@ from spanet.calibration import (  # noqa: E402
 )
 from spanet.data.classes import label_parts  # noqa: E402
 from spanet.input_pipeline import without_autotuning  # noqa: E402
+from spanet.progress import EpochProgress  # noqa: E402
 from spanet.ood import (  # noqa: E402
     STATISTICS,
     familiarity_threshold,
@@ -245,6 +246,7 @@ def fit(
         train.map(lambda images, labels, weights: images), evaluation, config.batchnorm_recalibration_batches
     )
     callbacks = [precise_validation] + schedule_callbacks + [
+        EpochProgress(epochs),
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_CSV)),
         keras.callbacks.EarlyStopping(
@@ -253,7 +255,7 @@ def fit(
     ]
     # EarlyStopping restores the best epoch's weights with their recalibrated statistics; without an
     # early stop, the last epoch's statistics were recalibrated at its end.
-    return model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
+    return model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
 
 
 def calibrate(

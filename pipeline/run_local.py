@@ -64,13 +64,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     add_class_arguments(parser)
     parser.add_argument("--model-name", default="spanet", help="name the model is served under")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' logs and warnings on the terminal (default: only in the run's log file)")
     return parser.parse_known_args(argv)
 
 
 def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> PipelineConfig:
     """The pipeline configuration for these command-line arguments."""
-    config = apply_class_arguments(
-        PipelineConfig(output_root=args.output_root, model_name=args.model_name, enable_cache=not args.no_cache), args)
+    # Absolute paths: ML Metadata records the artifact URIs as given, and lineage must resolve from any directory.
+    config = apply_class_arguments(PipelineConfig(output_root=os.path.abspath(args.output_root), model_name=args.model_name,
+                                                  enable_cache=not args.no_cache), args)
     training = {k: v for k, v in dict(model=args.model, width=args.width, r=args.r, epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
     image = {}
     if args.image_size is not None:
@@ -83,7 +86,8 @@ def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> Pipeline
         default_data=replace(config.default_data, count=args.count),
     )
     if args.data:
-        config = config.with_updates(data_path=args.data, data_format=args.format)
+        local = "://" not in args.data
+        config = config.with_updates(data_path=os.path.abspath(args.data) if local else args.data, data_format=args.format)
     if beam_args:
         # A user's runner replaces the local DirectRunner settings; plain extra flags add to them.
         custom_runner = any(a.startswith("--runner") for a in beam_args)
@@ -106,14 +110,19 @@ def ensure_default_data(config: PipelineConfig) -> str:
     return path
 
 
-def run(config: PipelineConfig) -> int:
-    """Runs the pipeline and prints what it produced; returns a process exit code."""
+def run(config: PipelineConfig, verbose: bool = False) -> int:
+    """Runs the pipeline and prints what it produced; returns a process exit code.
+
+    The terminal shows a line per component, the Trainer's epochs and the summary; everything the
+    libraries log goes to ``<output root>/logs/run-<time>.log`` (``verbose``: to the terminal too).
+    """
     from tfx import v1 as tfx
 
     from components.anomaly_gate import SchemaAnomalyError
     from pipeline.output_lock import OutputRootBusy, hold_output_root
     from pipeline.results import read_results
     from pipeline.spanet_pipeline import create_pipeline
+    from pipeline.terminal import RunLog
     from spanet.data.records import DataInputError
 
     try:
@@ -130,20 +139,25 @@ def run(config: PipelineConfig) -> int:
             os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
             metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
             started = time.time()
+            pipeline = create_pipeline(config, metadata)
+            log_path = os.path.join(config.output_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log", time.localtime(started)))
             print(f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} "
                   f"({config.resolved_data_format}), root {config.pipeline_root}, Beam {' '.join(config.beam_args)}")
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
-            wall = time.time() - started
-            # This run's own executions: cached or not, never the newest artifacts of another run.
-            results = read_results(config.metadata_path, since_ms=int(started * 1000))
+            print(f"Log: {log_path}" + ("" if verbose else " (the libraries' logs and warnings; --verbose shows them here)"))
+            with RunLog(log_path, len(pipeline.components), verbose) as log:
+                tfx.orchestration.LocalDagRunner().run(pipeline)
+                wall = time.time() - started
+                # This run's own executions: cached or not, never the newest artifacts of another run.
+                results = read_results(config.metadata_path, since_ms=int(started * 1000))
+                return report(config, results, wall, log.terminal)
     except (SchemaAnomalyError, DataInputError, OutputRootBusy) as error:
         print(f"\nStopped: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return report(config, results, wall)
 
 
-def report(config: PipelineConfig, results, wall_seconds: float) -> int:
-    """Prints the pushed model, the evaluation, the blessing and where the reports are."""
+def report(config: PipelineConfig, results, wall_seconds: float, errors=None) -> int:
+    """Prints the pushed model, the evaluation, the blessing and where the reports are (a refusal to ``errors``,
+    by default standard error)."""
     from components.eval_summary import evaluation_lines, summarize_evaluation
 
     print(f"\nPipeline finished in {wall_seconds:.0f} s.")
@@ -178,7 +192,7 @@ def report(config: PipelineConfig, results, wall_seconds: float) -> int:
     print(f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
           f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}")
     if not results.blessed:
-        print(f"The gate refused the model: nothing was pushed (exit status {EXIT_REFUSED}).", file=sys.stderr)
+        print(f"The gate refused the model: nothing was pushed (exit status {EXIT_REFUSED}).", file=errors or sys.stderr)
         return EXIT_REFUSED
     return 0
 
@@ -203,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     interrupts = _Interrupts()
     previous = signal.signal(signal.SIGINT, interrupts)
     try:
-        code = run(config_from_args(args, beam_args))
+        code = run(config_from_args(args, beam_args), verbose=args.verbose)
     except BaseException:
         if not interrupts.seen:
             raise

@@ -1,6 +1,8 @@
 """Test-wide settings: Keras 2 (tf_keras) before TensorFlow loads, quiet logs, offline plots."""
 
+import contextlib
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -82,18 +84,50 @@ def tiny_config():
     return tiny_pipeline_config
 
 
+@contextlib.contextmanager
+def terminal_capture(folder: Path):
+    """What a terminal would show: descriptors 1 and 2 (and sys.stdout / sys.stderr on them) sent to
+    files for the block; yields a dict whose ``text`` is filled in at the end (stdout, then stderr)."""
+    captured = {"text": ""}
+    paths = [folder / "terminal_stdout.txt", folder / "terminal_stderr.txt"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    streams = (sys.stdout, sys.stderr)
+    try:
+        for fd, path in zip((1, 2), paths):
+            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(target, fd)
+            os.close(target)
+        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+        yield captured
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        captured["text"] = "".join(path.read_text() for path in paths)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_run(tmp_path_factory):
     """One real run of the whole pipeline (LocalDagRunner) on tiny data, shared by the tests.
 
-    Returns a dict: ``config``, ``results`` (pipeline.results.RunResults) and ``exit_code``.
+    Returns a dict: ``config``, ``results`` (pipeline.results.RunResults), ``exit_code`` and
+    ``terminal`` (what the run printed on descriptors 1 and 2, as a terminal would show it).
     """
     from pipeline.results import read_results
     from pipeline.run_local import run
 
-    config = tiny_pipeline_config(tmp_path_factory.mktemp("tiny_run"))
-    exit_code = run(config)
-    return {"config": config, "results": read_results(config.metadata_path), "exit_code": exit_code}
+    folder = tmp_path_factory.mktemp("tiny_run")
+    config = tiny_pipeline_config(folder)
+    with terminal_capture(folder) as terminal:
+        exit_code = run(config)
+    return {"config": config, "results": read_results(config.metadata_path), "exit_code": exit_code,
+            "terminal": terminal["text"]}
 
 
 @pytest.fixture(scope="session")

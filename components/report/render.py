@@ -39,6 +39,17 @@ def new_axes(width: float = 6.0, height: float = 4.0, ncols: int = 1) -> Tuple[p
     return figure, axes
 
 
+#: Class plots grow with the number of classes up to this size (100 classes would otherwise make a
+#: 57-inch figure); beyond MAX_ANNOTATED_CLASSES the matrix cells carry no numbers.
+MAX_FIGURE_INCHES = 18.0
+MAX_ANNOTATED_CLASSES = 30
+
+
+def _tick_fontsize(count: int) -> float:
+    """Tick labels shrink from 10 points once more classes than fit at that size share an axis."""
+    return float(np.clip(10.0 * 25 / max(count, 1), 4.0, 10.0))
+
+
 def save_figure(figure: plt.Figure, path: str) -> str:
     """Writes the figure as a PNG and closes it; returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -54,16 +65,18 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     counts = np.asarray(matrix, dtype=np.int64)
     rows = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, rows, out=np.zeros(counts.shape, float), where=rows > 0)
-    size = 2.0 + 0.55 * len(class_names)
+    size = min(2.0 + 0.55 * len(class_names), MAX_FIGURE_INCHES)
     figure, axes = new_axes(size + 1.0, size)
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(counts.shape[0]):
-        for j in range(counts.shape[1]):
-            if counts[i, j]:
-                axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                          color="white" if shares[i, j] > 0.6 else "black")
-    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axes.set_yticks(range(len(class_names)), class_names)
+    if len(class_names) <= MAX_ANNOTATED_CLASSES:  # beyond, the counts are in the table beside the plot
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                if counts[i, j]:
+                    axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                              color="white" if shares[i, j] > 0.6 else "black")
+    ticks = _tick_fontsize(len(class_names))
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45 if ticks >= 8 else 90, ha="right", fontsize=ticks)
+    axes.set_yticks(range(len(class_names)), class_names, fontsize=ticks)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
     axes.set_title(title)
@@ -75,10 +88,11 @@ def plot_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: str) 
     """Precision, recall and F1 per class, as grouped bars."""
     names = list(per_class)
     x = np.arange(len(names))
-    figure, axes = new_axes(max(6.0, 0.8 * len(names) + 2), 4.0)
+    figure, axes = new_axes(min(max(6.0, 0.8 * len(names) + 2), MAX_FIGURE_INCHES * 1.5), 4.0)
     for offset, metric in zip((-0.27, 0.0, 0.27), ("precision", "recall", "f1")):
         axes.bar(x + offset, [per_class[n][metric] for n in names], width=0.27, label=metric)
-    axes.set_xticks(x, names, rotation=45, ha="right")
+    ticks = _tick_fontsize(len(names))
+    axes.set_xticks(x, names, rotation=45 if ticks >= 8 else 90, ha="right", fontsize=ticks)
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("test split")
     axes.set_title("Per-class precision, recall and F1")

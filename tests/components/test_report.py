@@ -275,3 +275,38 @@ def test_run_report_opens_in_headless_chromium_with_every_image(run_report, tmp_
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 5, "the screenshot is blank"
+
+
+def test_a_hundred_classes_render_with_every_class_in_the_tables_and_bounded_plots(tmp_path):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    names = [f"defect_{i:02d}" for i in range(99)] + ["none"]
+    rng = np.random.default_rng(0)
+    matrix = (np.eye(100, dtype=np.int64) * 9 + rng.integers(0, 2, (100, 100))).tolist()
+    data = _data()
+    evaluation = {**data.evaluation, "class_names": names, "confusion_matrix": matrix,
+                  **class_metrics_from_confusion(np.array(matrix), names)}
+    data = replace(data, class_names=names, evaluation=evaluation, gallery_confusion=matrix)
+    report = parse_report(open(render_report(data, str(tmp_path), embed_images=False)).read())
+    assert set(report.tables["confusion-matrix"]) == set(names) and set(report.tables["per-class"]) == set(names)
+    for picture in ("confusion_matrix.png", "class_metrics.png"):
+        width, height = Image.open(tmp_path / "images" / picture).size
+        assert max(width, height) <= 30 * 110, (picture, width, height)  # 18-27 inches at 110 dpi, not 57
+
+
+def test_multilabel_report_has_the_exact_match_and_per_pattern_rows_and_no_confusion_matrix(tmp_path):
+    from dataclasses import replace
+
+    patterns = ["Center", "Scratch"]
+    per_class = {"Center": {"precision": 0.9, "recall": 0.95, "f1": 0.92, "support": 40},
+                 "Scratch": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 30}}
+    data = _data()
+    evaluation = {**data.evaluation, "class_names": patterns, "multilabel": True, "confusion_matrix": [],
+                  "per_class": per_class, "accuracy": 0.875, "macro_f1": 0.835}
+    history = {k: v for k, v in data.history.items() if "accuracy" not in k}  # a multi-label model logs none
+    data = replace(data, class_names=patterns, evaluation=evaluation, history=history)
+    report = parse_report(open(render_report(data, str(tmp_path), embed_images=False)).read())
+    assert "exact-match" in report.by_id and "confusion-matrix" not in report.tables
+    assert report.tables["per-class"]["Scratch"] == ["Scratch", "0.8000", "0.7000", "0.7500", "30"]

@@ -172,3 +172,17 @@ def test_multilabel_pattern_found_only_in_mixed_maps_counts_and_a_pattern_missin
 def test_multilabel_cluster_spec_needs_data_readable_here():
     with pytest.raises(ClassSetError, match="--mixed multilabel.*readable on this machine"):
         classes_for_compile(PipelineConfig(data_path="gs://bucket/maps.npz", mixed="multilabel", class_names=("Center", "none")))
+
+
+def test_a_hundred_classes_reach_the_schema_and_the_gate(tmp_path):
+    from components.evaluation import build_eval_config, gated_slices
+    from schemas import label_domain, schema_for_classes
+
+    names = [f"defect_{i:02d}" for i in range(99)] + ["none"]
+    data = _folder(tmp_path / "data", {name: 60 for name in names})
+    resolved, census = resolve_classes(PipelineConfig(data_path=str(data)))
+    assert resolved.class_names == tuple(sorted(names)) and len(census.labels) == 100
+    assert label_domain(schema_for_classes(resolved.class_names)) == sorted(names)
+    gate = resolved.gate_config
+    assert len(gated_slices(gate)) == 99 + len(gate.slice_features)  # every defect class, then the features
+    assert len(build_eval_config(gate).slicing_specs) == 1 + 100 + len(gate.slice_features)

@@ -35,6 +35,16 @@ def test_runner_arguments_and_beam_pass_through():
     assert config_from_args(args, beam).beam_args == LOCAL_BEAM_ARGS + ("--direct_num_workers=1",)
 
 
+def test_relative_output_root_and_data_become_absolute_so_metadata_uris_resolve_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, beam = parse_args(["--output-root", "out", "--data", "maps/wafers.npz"])
+    config = config_from_args(args, beam)
+    assert config.output_root == str(tmp_path / "out") and config.pipeline_root == str(tmp_path / "out" / "pipeline")
+    assert config.data_path == str(tmp_path / "maps" / "wafers.npz")
+    args, beam = parse_args(["--data", "gs://bucket/maps"])
+    assert config_from_args(args, beam).data_path == "gs://bucket/maps"  # object stores stay as they are
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="splits must include 'test'"):
         PipelineConfig(splits=(("train", 0.8), ("eval", 0.2)))

@@ -6,6 +6,7 @@ end re-runs the same pipeline with an undertrained model and must be last in thi
 
 import glob
 import os
+import re
 import time
 from dataclasses import replace
 
@@ -40,6 +41,22 @@ def test_tiny_run_is_blessed_and_pushed_in_tf_serving_layout(tiny_pipeline_run):
     assert os.path.isfile(os.path.join(version, "saved_model.pb"))
     assert os.path.isdir(os.path.join(version, "variables"))
     assert os.path.isfile(os.path.join(version, "assets.extra", "spanet_operating_point.json"))
+
+
+def test_the_terminal_shows_each_component_and_the_epochs_and_the_log_file_keeps_the_rest(tiny_pipeline_run):
+    terminal = tiny_pipeline_run["terminal"]
+    for noise in ("Traceback", "Exception ignored", "WARNING", "Instructions for updating"):
+        assert noise not in terminal, terminal
+    components = ("ClassSchemaGen", "WaferExampleGen", "StatisticsGen", "ExampleValidator", "SchemaAnomalyGate",
+                  "Transform", "Trainer", "Evaluator", "EvaluationReporter", "Pusher")
+    for name in components:
+        assert re.search(rf"^\[\d+/\d+\] {name} (done|cached) in \d+ s$", terminal, re.MULTILINE), (name, terminal)
+    epochs = tiny_pipeline_run["results"].training_summary["epochs_run"]
+    assert len(re.findall(r"^Trainer: epoch \d+/\d+: loss ", terminal, re.MULTILINE)) == epochs
+    assert "left (at most)" in terminal and "Blessed: True" in terminal
+    log_path = re.search(r"^Log: (\S+)", terminal, re.MULTILINE).group(1)
+    log = open(log_path, encoding="utf-8").read()
+    assert "Component Trainer is running." in log  # TFX's INFO logging, kept in the file
 
 
 def test_artefacts_of_every_component(tiny_pipeline_run):
