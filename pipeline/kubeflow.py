@@ -75,7 +75,9 @@ def build_pipeline_job(config: PipelineConfig, kubeflow: KubeflowConfig) -> Dict
     from pipeline.classes import classes_for_compile
     from pipeline.spanet_pipeline import create_pipeline
 
-    pipeline = create_pipeline(classes_for_compile(config) if config.class_names is None else config)
+    # Unresolved: no classes yet, or multi-label patterns not yet split from their combinations.
+    unresolved = config.class_names is None or (config.mixed == "multilabel" and not config.image.patterns)
+    pipeline = create_pipeline(classes_for_compile(config) if unresolved else config)
     resources = trainer_resources(kubeflow)
     if resources is not None:
         trainer = [c for c in pipeline.components if c.id == TRAINER_ID]

@@ -172,3 +172,26 @@ def test_remote_data_without_classes_is_refused_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith(f"--data {DATA!r} cannot be read here to find its classes: give --classes A,B,C")
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_multilabel_spec_from_local_data_carries_the_patterns_to_transform_and_the_combinations_to_the_schema(tmp_path):
+    import numpy as np
+
+    from pipeline.run_kubeflow import main
+    from spanet.data.imageio import encode_png
+
+    data = tmp_path / "data"
+    for label, count in {"none": 40, "Center": 30, "Loc": 30, "Center+Loc": 30}.items():
+        (data / label).mkdir(parents=True)
+        for n in range(count):  # each image its own split unit
+            (data / label / f"{n:03d}.png").write_bytes(encode_png(np.full((8, 8), 128, np.uint8)))
+    args = [a for a in ARGS]
+    args[args.index("--data") + 1] = str(data)
+    args[args.index("--classes") + 1] = "Center,Loc,none"
+    args[args.index("--normal-class") + 1] = "none"
+    output = tmp_path / "ml.yaml"
+    assert main(["--output", str(output), "--mixed", "multilabel"] + args) == 0
+    text = output.read_text().replace('\\"', '"')
+    assert '"patterns": ["Center", "Loc"]' in text  # Transform's and the Trainer's custom_config
+    assert '["Center", "Center+Loc", "Loc", "none"]' in text  # ClassSchemaGen: the label values
+    assert main(["--output", str(tmp_path / "x.yaml"), "--mixed", "multilabel"] + ARGS) == 2  # remote data
