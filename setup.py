@@ -22,6 +22,9 @@ INSTALL_REQUIRES = [
     "pillow",
     "matplotlib",
     "tqdm",
+    # The model card (components/report/model_card.py): Jinja2 template -> Markdown -> HTML.
+    "jinja2",
+    "markdown",
 ]
 
 setup(

@@ -189,6 +189,12 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors=None) ->
     print(f"Blessed: {results.blessed}.  Pushed: {results.pushed}" + (f" -> {results.pushed_path}" if results.pushed else ""))
     if results.report_path:
         print(f"Run report: {os.path.abspath(results.report_path)}")
+        if results.pushed and results.pushed_path and "://" not in results.pushed_path:
+            from components.report.model_card import copy_beside_model
+
+            card = copy_beside_model(os.path.dirname(os.path.abspath(results.report_path)), results.pushed_path)
+            if card:
+                print(f"Model card: {card}")
     print(f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
           f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}")
     if not results.blessed:

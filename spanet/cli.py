@@ -136,7 +136,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _add_predict(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser("predict", help="classify images / wafer-map files with a served model", description=_run_predict.__doc__)
-    p.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images, .npz (MixedWM38), .g85/.xml/.map (G85), .pkl (WM-811K)")
+    p.add_argument("files", nargs="+", metavar="PATH", help="PNG/JPEG images, .npz (MixedWM38), .g85/.xml/.map (G85), "
+                   ".pkl (WM-811K); folders (searched recursively) and quoted glob patterns ('lot*/**/*.png') too")
+    p.add_argument("--output", default="table", choices=("table", "csv", "jsonl"),
+                   help="table for people, csv or jsonl (one JSON object per input) for programs (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error for large inputs")
     p.add_argument("--server", default="localhost:8500", help="TF Serving gRPC address host:port (default: %(default)s)")
     p.add_argument("--model-name", default="spanet", help="served model name (default: %(default)s)")
     p.add_argument("--model-version", type=int, default=None, help="pin a version (default: the newest served)")
@@ -155,8 +159,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     """Send images and wafer maps to TF Serving (or `spanet serve`) and print one row per input.
 
     Columns: file (file#index for files holding many maps), class, confidence (the probability of
-    that class) and defective (with the defect score). Exits 1 with a one-line message when a file
-    cannot be read or the server cannot be reached within --wait seconds.
+    that class) and defective (with the defect score); csv and jsonl add the score, the model version
+    and every class's probability. An unreadable file is listed on standard error with its reason and
+    the rest are predicted; the exit status is then 1. Exits 1 with a one-line message when nothing
+    is readable or the server cannot be reached within --wait seconds.
     """
     import os
 
@@ -164,9 +170,14 @@ def _run_predict(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.batch_size < 1 or args.timeout <= 0 or args.wait < 0:
         raise ValueError("--batch-size must be >= 1, --timeout > 0 and --wait >= 0")
-    from spanet.serving.predict import format_table, read_all
+    from spanet.data.progress import progress_bar
+    from spanet.serving.predict import FORMATTERS, read_many
 
-    inputs = read_all(args.files)  # an unreadable file fails here, before any network
+    inputs, problems = read_many(args.files)  # files are read before any network
+    for problem in problems:
+        print(f"spanet predict: skipped {problem}", file=sys.stderr)
+    if not inputs:
+        raise ValueError(f"nothing readable among {len(args.files)} path(s)" + ("; see above" if problems else ""))
     from spanet.serving.client import ServingClient, ServingRequestError
     from spanet.serving.config import ClientConfig, TLSConfig
 
@@ -178,12 +189,21 @@ def _run_predict(args: argparse.Namespace) -> int:
                           signature_name=args.signature, timeout_s=args.timeout, batch_size=args.batch_size, tls=tls)
     with ServingClient(config) as client:
         client.wait_until_ready(timeout_s=args.wait)
-        try:
-            predictions = client.predict_images([item.image for item in inputs])
-        except ServingRequestError as exc:
-            raise ValueError(f"the server refused the request: {' '.join(str(exc).split())}") from None
-    print(format_table([(item.ref, p) for item, p in zip(inputs, predictions)]))
+        show = not args.no_progress and len(inputs) > PROGRESS_FROM
+        with progress_bar(len(inputs), "predict", unit="input", enabled=show) as bar:
+            try:
+                predictions = client.predict_images([item.image for item in inputs], on_batch=bar.update)
+            except ServingRequestError as exc:
+                raise ValueError(f"the server refused the request: {' '.join(str(exc).split())}") from None
+    print(FORMATTERS[args.output]([(item.ref, p) for item, p in zip(inputs, predictions)]))
+    if problems:
+        print(f"spanet predict: {len(problems)} path(s) skipped, {len(inputs)} input(s) predicted", file=sys.stderr)
+        return 1
     return 0
+
+
+#: ``spanet predict`` shows a progress bar from this many inputs on.
+PROGRESS_FROM = 256
 
 
 #: The registered subcommands, in help order.

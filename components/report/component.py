@@ -17,6 +17,8 @@ from tfx.utils import path_utils
 from components.report.artifacts import REPORT_JSON, EvaluationReport
 from components.report.collect import collect_report_data, report_numbers
 from components.report.data import GatePolicy
+from components.report.model_card import write_model_card
+from components.eval_summary import strict_json
 from components.report.render import render_report
 from components.wafer_example_gen.artifacts import WaferQuarantineReport
 
@@ -35,7 +37,8 @@ def EvaluationReporter(
     test_split: Parameter[str] = "test",
     gallery_size: Parameter[int] = 24,
 ) -> None:
-    """Writes report.html (confusion matrix, class metrics, gate, threshold, curves, gallery, data)."""
+    """Writes report.html (confusion matrix, class metrics, gate, threshold, curves, gallery, data), its
+    numbers as strict JSON, and the model card (model_card.md / .html)."""
     blessed = bool(blessing.get_int_custom_property("blessed")) if blessing.has_custom_property("blessed") else None
     data = collect_report_data(
         model_dir=path_utils.serving_model_path(model.uri),
@@ -50,7 +53,8 @@ def EvaluationReporter(
     )
     path = render_report(data, report.uri)
     with open(os.path.join(report.uri, REPORT_JSON), "w", encoding="utf-8") as handle:
-        json.dump(report_numbers(data), handle, indent=2, default=float)
+        json.dump(strict_json(report_numbers(data)), handle, indent=2, default=float, allow_nan=False)
+    write_model_card(data, report.uri)
     report.set_string_custom_property("report_html", path)
     if blessed is not None:
         report.set_int_custom_property("blessed", int(blessed))

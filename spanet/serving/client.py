@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -328,11 +328,12 @@ class ServingClient:
             for i in range(out[PROBABILITIES].shape[0])
         ]
 
-    def predict_images(self, images: Sequence[Union[bytes, np.ndarray]]) -> List[Prediction]:
+    def predict_images(self, images: Sequence[Union[bytes, np.ndarray]],
+                       on_batch: Optional[Callable[[int], None]] = None) -> List[Prediction]:
         """Predictions for PNG/JPEG bytes (sent as they are) or uint8 HxW / HxWx3 arrays (PNG-encoded), in batches.
 
         All batches are answered before the predictions are built, so class names learned from any
-        batch name the probabilities of every one.
+        batch name the probabilities of every one. ``on_batch(n)`` is called as each batch of n is answered.
         """
         encoded = encode_inputs(images)
         answers = []
@@ -340,6 +341,8 @@ class ServingClient:
         for start in range(0, len(encoded), step):
             response = self.predict_request(encoded[start : start + step])
             answers.append((self._learn_class_names(response), response.model_spec.version.value))
+            if on_batch is not None:
+                on_batch(len(encoded[start : start + step]))
         return [p for out, version in answers for p in self._predictions(out, version)]
 
     def predict_wafer_maps(self, die_maps: Sequence[np.ndarray]) -> List[Prediction]:

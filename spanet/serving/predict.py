@@ -9,6 +9,10 @@ or a WM-811K pickle (.pkl / .pickle); such a file can hold many maps, one table 
 
 from __future__ import annotations
 
+import csv
+import glob
+import io
+import json
 import os
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence, Tuple
@@ -116,6 +120,75 @@ def read_all(paths: Sequence[str]) -> List[PredictInput]:
     return [item for path in paths for item in read_inputs(path)]
 
 
+def _known_file(path: str) -> bool:
+    return path.lower().endswith(tuple(e for exts, _ in _READERS for e in exts))
+
+
+def expand_paths(paths: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Files for ``paths``: a folder gives its known files (recursively, sorted), a glob pattern (quoted
+    on the shell) its matches, anything else itself. Returns (files, one problem line per path that
+    gives nothing)."""
+    files, problems = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                           if _known_file(name))
+            if not found:
+                problems.append(f"{path}: a folder with no image or wafer-map file")
+            files.extend(found)
+        elif not os.path.exists(path) and glob.has_magic(path):
+            found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+            if not found:
+                problems.append(f"{path}: matches no file")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files, problems
+
+
+def read_many(paths: Sequence[str]) -> Tuple[List[PredictInput], List[str]]:
+    """The inputs of every readable file of ``paths`` (folders and globs expanded), and one line per
+    path or file that could not be read, naming it and why: one bad file does not stop the rest."""
+    files, problems = expand_paths(paths)
+    inputs = []
+    for path in files:
+        try:
+            inputs.extend(read_inputs(path))
+        except InputFileError as exc:
+            problems.append(str(exc))
+    return inputs, problems
+
+
+def _row(ref: str, p: Prediction) -> dict:
+    """One prediction as plain data: the columns of every output format."""
+    row = {"file": ref, "class": p.class_name, "confidence": p.confidence, "defective": p.defective,
+           "defect_score": p.defect_score, "unknown": p.unknown, "model_version": p.model_version,
+           "probabilities": dict(p.probabilities)}
+    if p.patterns is not None:
+        row["patterns"] = list(p.patterns)
+    return row
+
+
+def format_csv(rows: Sequence[Tuple[str, Prediction]]) -> str:
+    """CSV with a header: file, class, confidence, defective, defect_score, unknown, model_version, then one
+    ``p_<class>`` column per class (the model's order)."""
+    classes = list(rows[0][1].probabilities) if rows else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "class", "confidence", "defective", "defect_score", "unknown", "model_version"]
+                    + [f"p_{name}" for name in classes])
+    for ref, p in rows:
+        writer.writerow([ref, p.class_name, "" if p.confidence is None else f"{p.confidence:.6f}", int(p.defective),
+                         f"{p.defect_score:.6f}", int(p.unknown), p.model_version]
+                        + [f"{p.probabilities.get(name, float('nan')):.6f}" for name in classes])
+    return buffer.getvalue().rstrip("\n")
+
+
+def format_jsonl(rows: Sequence[Tuple[str, Prediction]]) -> str:
+    """One strict JSON object per line (see :func:`_row`; an unknown input's confidence is null)."""
+    return "\n".join(json.dumps(_row(ref, p), allow_nan=False) for ref, p in rows)
+
+
 def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
     """A plain-text table: file, class (``unknown`` for inputs unlike every class), confidence (probability
     of that class), defective (with score)."""
@@ -127,3 +200,7 @@ def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
     widths = [max(len(str(r[i])) for r in [TABLE_COLUMNS, *body]) for i in range(len(TABLE_COLUMNS))]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(TABLE_COLUMNS), line(["-" * w for w in widths]), *(line(r) for r in body)])
+
+
+#: ``spanet predict --output`` choices.
+FORMATTERS = {"table": format_table, "csv": format_csv, "jsonl": format_jsonl}

@@ -310,3 +310,31 @@ def test_multilabel_report_has_the_exact_match_and_per_pattern_rows_and_no_confu
     report = parse_report(open(render_report(data, str(tmp_path), embed_images=False)).read())
     assert "exact-match" in report.by_id and "confusion-matrix" not in report.tables
     assert report.tables["per-class"]["Scratch"] == ["Scratch", "0.8000", "0.7000", "0.7500", "30"]
+
+
+def test_model_card_states_use_data_metrics_with_intervals_the_decision_and_limitations(tmp_path):
+    from dataclasses import replace
+
+    from components.report.model_card import MODEL_CARD_HTML, copy_beside_model, write_model_card
+
+    data = _data(blessed=False)
+    evaluation = {**data.evaluation, "defect_recall_lower_bound": 0.71,
+                  "overall": {"support": 17, "misses": 3, "interval": [0.566, 0.962], "confidence": 0.95,
+                              "interval_confidence": 0.95, "false_alarm_interval": [0.002, 0.36], "normal_support": 13},
+                  "gate": {"min_defect_recall": 0.99, "min_slice_support": 30, "max_false_alarm_rate": 0.1},
+                  "too_few_to_judge": ["label=Scratch"]}
+    data = replace(data, evaluation=evaluation, data_summary={**data.data_summary, "data_path": "/d/synthetic-1", "data_format": "png"})
+    path = write_model_card(data, str(tmp_path / "report"))
+    card = open(path).read()
+    for heading in ("## Intended use", "## Data", "## Metrics on the test split", "## The gate", "## Limitations"):
+        assert heading in card
+    assert "**Refused** by the gate" in card and "- overall: defect_recall fails" in card
+    assert "| defect recall | 0.8235 | [0.5660, 0.9620] | 17 defective (3 missed) |" in card
+    assert "| Scratch | " in card and "label=Scratch" in card and "synthetic wafer maps" in card
+    page = open(tmp_path / "report" / MODEL_CARD_HTML).read()
+    assert "<table>" in page and "<h2>Limitations</h2>" in page
+    version = tmp_path / "serving" / "7"
+    version.mkdir(parents=True)
+    copied = copy_beside_model(str(tmp_path / "report"), str(version))
+    assert copied == str(version / "assets.extra" / "model_card.md") and open(copied).read() == card
+    assert copy_beside_model(str(tmp_path), str(version)) is None  # a folder without a card

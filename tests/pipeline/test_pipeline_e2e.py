@@ -41,6 +41,21 @@ def test_tiny_run_is_blessed_and_pushed_in_tf_serving_layout(tiny_pipeline_run):
     assert os.path.isfile(os.path.join(version, "saved_model.pb"))
     assert os.path.isdir(os.path.join(version, "variables"))
     assert os.path.isfile(os.path.join(version, "assets.extra", "spanet_operating_point.json"))
+    # The model card beside the pushed model: the gate's decision and the test split's numbers.
+    import json
+
+    def refuse(value):
+        raise ValueError(f"not strict JSON: {value}")
+
+    # The report's numbers are strict JSON (no bare NaN) ...
+    report_json = os.path.join(os.path.dirname(results.report_path), "report.json")
+    json.loads(open(report_json, encoding="utf-8").read(), parse_constant=refuse)
+    summary = json.loads(open(os.path.join(config.output_root, "evaluation_summary.json"), encoding="utf-8").read(),
+                         parse_constant=refuse)
+    # ... and the model card beside the pushed model states the gate's decision and the test split's numbers.
+    card = open(os.path.join(version, "assets.extra", "model_card.md"), encoding="utf-8").read()
+    assert "**Blessed** by the gate" in card and f"| defect recall | {summary['defect_recall']:.4f} |" in card
+    assert f"Model card: {os.path.join(version, 'assets.extra', 'model_card.md')}" in tiny_pipeline_run["terminal"]
 
 
 def test_the_terminal_shows_each_component_and_the_epochs_and_the_log_file_keeps_the_rest(tiny_pipeline_run):

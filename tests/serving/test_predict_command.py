@@ -53,16 +53,67 @@ def test_predict_unreachable_server_fails_with_one_clear_line(input_files, free_
 
 
 @pytest.mark.parametrize("content, reason", [(b"\x89PNG but cut short", "not a readable PNG/JPEG image"), (b"PK junk", "cannot read it")])
-def test_predict_unreadable_file_is_named(server, tmp_path, capsys, content, reason, input_files):
+def test_predict_unreadable_file_is_named_and_the_others_are_predicted(server, tmp_path, capsys, content, reason, input_files):
     bad = tmp_path / ("broken.png" if content.startswith(b"\x89") else "broken.npz")
     bad.write_bytes(content)
     code = main(["predict", "--server", f"127.0.0.1:{server.port}", str(input_files[0]), str(bad)])
     captured = capsys.readouterr()
-    assert code == 1 and captured.out == ""
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"spanet predict: error: {bad}: {reason}")
+    assert code == 1
+    assert [line.split()[0] for line in captured.out.strip().splitlines()[2:]] == [str(input_files[0])]
+    err = captured.err.strip().splitlines()
+    assert err[0].startswith(f"spanet predict: skipped {bad}: {reason}")
+    assert err[-1] == "spanet predict: 1 path(s) skipped, 1 input(s) predicted"
+    # Nothing readable at all: one line, before any network.
     assert main(["predict", "--server", f"127.0.0.1:{server.port}", str(tmp_path / "missing.png")]) == 1
-    assert "missing.png: no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "missing.png: no such file" in err[0] and err[-1].startswith("spanet predict: error: nothing readable")
+
+
+@pytest.fixture
+def folder_with_a_corrupt_file(tmp_path, wafer_records):
+    """lot_a/ with two wafer PNGs and a corrupt one, lot_b/ with one PNG and a text file (ignored)."""
+    from spanet.data.imageio import encode_png
+
+    for lot, names in {"lot_a": ("w1.png", "w2.png"), "lot_b": ("w3.png",)}.items():
+        (tmp_path / lot).mkdir()
+        for i, name in enumerate(names):
+            (tmp_path / lot / name).write_bytes(encode_png(wafer_records[i + (2 if lot == "lot_b" else 0)].image))
+    (tmp_path / "lot_a" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "lot_b" / "notes.txt").write_text("not an input")
+    return tmp_path
+
+
+def test_predict_a_folder_to_csv_goes_past_the_corrupt_file(server, folder_with_a_corrupt_file, capsys):
+    import csv
+    import io
+
+    code = main(["predict", "--server", f"127.0.0.1:{server.port}", "--output", "csv", str(folder_with_a_corrupt_file)])
+    captured = capsys.readouterr()
+    assert code == 1
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert [os.path.relpath(r["file"], folder_with_a_corrupt_file) for r in rows] == ["lot_a/w1.png", "lot_a/w2.png", "lot_b/w3.png"]
+    probabilities = [k for k in rows[0] if k.startswith("p_")]
+    assert probabilities and all(abs(sum(float(r[k]) for k in probabilities) - 1.0) < 1e-3 for r in rows)
+    assert all(r["defective"] in ("0", "1") and 0.0 <= float(r["defect_score"]) <= 1.0 for r in rows)
+    assert "skipped " + str(folder_with_a_corrupt_file / "lot_a" / "corrupt.png") in captured.err
+
+
+def test_predict_a_glob_to_jsonl_gives_strict_json_per_input(server, folder_with_a_corrupt_file, capsys):
+    import json
+
+    def no_nan(value):
+        raise ValueError(f"not strict JSON: {value}")
+
+    pattern = str(folder_with_a_corrupt_file / "**" / "w*.png")
+    assert main(["predict", "--server", f"127.0.0.1:{server.port}", "--output", "jsonl", pattern]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = [json.loads(line, parse_constant=no_nan) for line in lines]
+    assert [os.path.basename(r["file"]) for r in records] == ["w1.png", "w2.png", "w3.png"]
+    for record in records:
+        assert set(record) >= {"file", "class", "confidence", "defective", "defect_score", "unknown", "model_version", "probabilities"}
+        assert record["class"] in set(record["probabilities"]) | {"unknown"}
+    assert main(["predict", "--server", f"127.0.0.1:{server.port}", str(folder_with_a_corrupt_file / "*.jpg")]) == 1
+    assert "matches no file" in capsys.readouterr().err
 
 
 def test_serve_help_says_what_it_is():
