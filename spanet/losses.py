@@ -23,7 +23,7 @@ threshold of its own similarity, midway between delta_n and delta_p.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from spanet._keras import keras, register, tf
 from spanet.calibration import SIGMOID_BOUNDARY
@@ -38,6 +38,19 @@ MULTILABEL_BOUNDARY = SIGMOID_BOUNDARY
 # Stands in for -inf in masked log-sum-exps: exp() of it is exactly 0 in float32, and
 # unlike -inf it never turns a fully masked row into NaN.
 _MASKED = -1e9
+
+
+def _weighted_logits(similarities, gamma: float, margin: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The positive and negative terms' weighted logits of every similarity, and the masking value."""
+    similarities = tf.convert_to_tensor(similarities)
+    dtype = similarities.dtype
+    gamma = tf.cast(gamma, dtype)
+    margin = tf.cast(margin, dtype)
+    alpha_p = tf.stop_gradient(tf.nn.relu(1.0 + margin - similarities))
+    alpha_n = tf.stop_gradient(tf.nn.relu(similarities + margin))
+    logit_p = -gamma * alpha_p * (similarities - (1.0 - margin))
+    logit_n = gamma * alpha_n * (similarities - margin)
+    return logit_p, logit_n, tf.constant(_MASKED, dtype)
 
 
 def circle_loss_from_similarities(
@@ -58,15 +71,7 @@ def circle_loss_from_similarities(
     Returns:
       (N,) losses; a row without any positive or any negative contributes 0.
     """
-    similarities = tf.convert_to_tensor(similarities)
-    dtype = similarities.dtype
-    gamma = tf.cast(gamma, dtype)
-    margin = tf.cast(margin, dtype)
-    alpha_p = tf.stop_gradient(tf.nn.relu(1.0 + margin - similarities))
-    alpha_n = tf.stop_gradient(tf.nn.relu(similarities + margin))
-    logit_p = -gamma * alpha_p * (similarities - (1.0 - margin))
-    logit_n = gamma * alpha_n * (similarities - margin)
-    masked = tf.constant(_MASKED, dtype)
+    logit_p, logit_n, masked = _weighted_logits(similarities, gamma, margin)
     lse_p = tf.reduce_logsumexp(tf.where(positive_mask, logit_p, masked), axis=-1)
     lse_n = tf.reduce_logsumexp(tf.where(negative_mask, logit_n, masked), axis=-1)
     valid = tf.logical_and(tf.reduce_any(positive_mask, axis=-1), tf.reduce_any(negative_mask, axis=-1))
@@ -80,15 +85,7 @@ def multilabel_circle_loss(
 
     A row with no positive (a normal wafer) or no negative is trained on the other side alone.
     """
-    similarities = tf.convert_to_tensor(similarities)
-    dtype = similarities.dtype
-    gamma = tf.cast(gamma, dtype)
-    margin = tf.cast(margin, dtype)
-    alpha_p = tf.stop_gradient(tf.nn.relu(1.0 + margin - similarities))
-    alpha_n = tf.stop_gradient(tf.nn.relu(similarities + margin))
-    logit_p = -gamma * alpha_p * (similarities - (1.0 - margin))
-    logit_n = gamma * alpha_n * (similarities - margin)
-    masked = tf.constant(_MASKED, dtype)
+    logit_p, logit_n, masked = _weighted_logits(similarities, gamma, margin)
     lse_p = tf.reduce_logsumexp(tf.where(positive_mask, logit_p, masked), axis=-1)
     lse_n = tf.reduce_logsumexp(tf.where(positive_mask, masked, logit_n), axis=-1)
     return tf.nn.softplus(lse_p) + tf.nn.softplus(lse_n)

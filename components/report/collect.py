@@ -81,6 +81,17 @@ def _pattern_set(probabilities: np.ndarray, patterns: Sequence[str], normal_clas
     return (MIXED_LABEL_SEPARATOR.join(present) or normal_class), confidence
 
 
+def _ranked_item(example: tf.train.Example, label: str, predicted: str, confidence: float, score: float,
+                 kind: str) -> Tuple[Tuple[int, float], GalleryItem]:
+    """A gallery item and its rank: missed defects first, then false alarms, then wrong patterns, surest first."""
+    lot = _feature(example, features.LOT_ID_KEY).decode("utf-8")
+    wafer = _feature(example, features.WAFER_ID_KEY).decode("utf-8")
+    item = GalleryItem(image=decode_image(_feature(example, features.IMAGE_KEY)), true_class=label,
+                       predicted_class=predicted, confidence=confidence, defect_score=score,
+                       ref=f"lot {lot} wafer {wafer}" if lot else "", kind=kind)
+    return ({"missed defect": 0, "false alarm": 1, "": 2}[kind], -confidence), item
+
+
 def predict_gallery(model_dir: str, split_dir: str, class_names: Sequence[str], normal_class: str,
                     gallery_size: int = 24, batch_size: int = 64,
                     multilabel: bool = False) -> Tuple[List[GalleryItem], int, List[List[int]]]:
@@ -119,15 +130,7 @@ def predict_gallery(model_dir: str, split_dir: str, class_names: Sequence[str], 
             total_wrong += 1
             if len(wrong) >= _KEEP_MAX:
                 continue
-            lot = _feature(example, features.LOT_ID_KEY).decode("utf-8")
-            wafer = _feature(example, features.WAFER_ID_KEY).decode("utf-8")
-            item = GalleryItem(
-                image=decode_image(_feature(example, features.IMAGE_KEY)),
-                true_class=label, predicted_class=class_names[guess], confidence=float(probs[guess]),
-                defect_score=float(score), ref=f"lot {lot} wafer {wafer}" if lot else "", kind=kind,
-            )
-            order = {"missed defect": 0, "false alarm": 1, "": 2}[kind]
-            wrong.append(((order, -item.confidence), item))
+            wrong.append(_ranked_item(example, label, class_names[guess], float(probs[guess]), float(score), kind))
     wrong.sort(key=lambda pair: pair[0])
     return [item for _, item in wrong[:gallery_size]], total_wrong, matrix.tolist()
 
@@ -151,13 +154,7 @@ def _multilabel_gallery(model_dir: str, split_dir: str, patterns: Sequence[str],
             total_wrong += 1
             if len(wrong) >= _KEEP_MAX:
                 continue
-            lot = _feature(example, features.LOT_ID_KEY).decode("utf-8")
-            wafer = _feature(example, features.WAFER_ID_KEY).decode("utf-8")
-            item = GalleryItem(
-                image=decode_image(_feature(example, features.IMAGE_KEY)), true_class=label, predicted_class=predicted,
-                confidence=confidence, defect_score=float(score), ref=f"lot {lot} wafer {wafer}" if lot else "", kind=kind,
-            )
-            wrong.append((({"missed defect": 0, "false alarm": 1, "": 2}[kind], -confidence), item))
+            wrong.append(_ranked_item(example, label, predicted, confidence, float(score), kind))
     wrong.sort(key=lambda pair: pair[0])
     return [item for _, item in wrong[:gallery_size]], total_wrong, []
 

@@ -1,4 +1,5 @@
-"""The ``spanet predict`` work: files -> encoded inputs (one per image or wafer map) -> a table.
+"""The ``spanet predict`` work: paths (files, folders, globs) -> encoded inputs (one per image or wafer
+map) -> a table, CSV or JSON lines; an unreadable file is set aside with its reason, not fatal.
 
 Images (.png / .jpg / .jpeg) are sent as they are, after a local decode check so that an unreadable
 file is named here rather than answered by the server. Wafer-map files go through the project's
@@ -113,11 +114,6 @@ def read_inputs(path: str) -> List[PredictInput]:
                 raise InputFileError(f"{path}: cannot read it ({type(exc).__name__}: {exc})") from None
     known = ", ".join(e for exts, _ in _READERS for e in exts)
     raise InputFileError(f"{path}: unsupported file type (expected one of {known})")
-
-
-def read_all(paths: Sequence[str]) -> List[PredictInput]:
-    """All inputs of `paths` in order; the first unreadable file raises InputFileError."""
-    return [item for path in paths for item in read_inputs(path)]
 
 
 def _known_file(path: str) -> bool:
