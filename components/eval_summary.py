@@ -105,6 +105,19 @@ def confusion_matrix_from_plot(plot: Dict[str, Any], num_classes: int) -> np.nda
     return matrix
 
 
+def display_order(names: Sequence[str], order: Optional[Sequence[str]]) -> List[int]:
+    """Indices of ``names`` (the model's order) in ``order`` (the configured one), then any others as they come."""
+    index = {name: i for i, name in enumerate(names)}
+    first = [index[name] for name in (order or ()) if name in index]
+    return first + [i for i in range(len(names)) if i not in set(first)]
+
+
+def reorder_matrix(matrix, positions: Sequence[int]) -> List[List[int]]:
+    """A square matrix with its rows and columns both taken in ``positions`` order."""
+    matrix = np.asarray(matrix, dtype=np.int64).reshape(len(positions), len(positions)) if len(positions) else np.zeros((0, 0))
+    return matrix[np.ix_(positions, positions)].tolist() if len(positions) else []
+
+
 def strict_json(value: Any) -> Any:
     """``value`` with every NaN / infinite float (also numpy scalars) replaced by None, recursively."""
     if isinstance(value, dict):
@@ -231,8 +244,12 @@ def judge_slices(
     return entries
 
 
-def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str]) -> Dict[str, Any]:
+def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str],
+                         order: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Gate metrics for every slice, the gate's verdict per gated slice, class metrics overall, and the validation verdict.
+
+    ``class_names`` are the model's outputs in its own order (the ids the Evaluator saw); ``order``,
+    the configured class order, is the order the summary lists them in (the confusion matrix too).
 
     Keys: defect_recall (point), defect_recall_lower_bound, false_alarm_rate, defect_precision,
     overall, gated_slices, too_few_to_judge, gate, confusion_matrix, class_names, accuracy,
@@ -297,6 +314,13 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str]) 
     gated = judge_slices(slices, slice_keys, settings, recall_failures)
     overall_values = slices.get("overall", {})
     multilabel = f"{PROBABILITIES}/true_positives/class_0" in overall_values
+    if multilabel:
+        class_metrics = pattern_metrics_from_counts(overall_values, class_names)
+    else:
+        class_metrics = class_metrics_from_confusion(matrix, class_names)
+    positions = display_order(class_names, order)
+    shown = [class_names[i] for i in positions]
+    class_metrics["per_class"] = {name: class_metrics["per_class"][name] for name in shown}
     overall_recall = next((e for e in gated if e["slice"] == "overall"), _slice_entry("overall", overall_values))
     misses = overall_recall.get("misses")
     minimum, confidence = settings["min_defect_recall"], settings["confidence"]
@@ -332,10 +356,9 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str]) 
         "too_few_to_judge": [e["slice"] for e in gated if e["rule"].startswith(cp.RULE_TOO_FEW)],
         "gate": gate,
         "multilabel": multilabel,
-        "confusion_matrix": [] if multilabel else matrix.tolist(),
-        "class_names": list(class_names),
-        **(pattern_metrics_from_counts(overall_values, class_names) if multilabel
-           else class_metrics_from_confusion(matrix, class_names)),
+        "confusion_matrix": [] if multilabel else reorder_matrix(matrix, positions),
+        "class_names": shown,
+        **class_metrics,
         "slices": slices,
         "validation_ok": bool(validation.validation_ok),
         "validation_failures": failures,

@@ -135,6 +135,14 @@ class PipelineConfig:
         return self.data_format if self.data_path else "png"
 
     @property
+    def display_classes(self) -> Tuple[str, ...]:
+        """The classes in the order the report and the terminal list them: the model's outputs (the
+        patterns in multi-label mode) in the configured order."""
+        if self.image.multilabel:
+            return tuple(self.image.patterns)
+        return tuple(self.class_names or ())
+
+    @property
     def gate_config(self) -> GateConfig:
         if self.class_names is None:
             raise ValueError("the class set is not resolved yet: pipeline.classes.resolve_classes(config) fills it in")

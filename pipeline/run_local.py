@@ -27,7 +27,9 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import _thread  # noqa: E402
 import signal  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
@@ -181,7 +183,7 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors=None) ->
                   f"{summary['eval_unknown_rate_normal']:.2%} of normal ones")
     if results.evaluation_uri:
         class_names = summary.get("class_names", list(config.class_names))
-        evaluation = summarize_evaluation(results.evaluation_uri, class_names)
+        evaluation = summarize_evaluation(results.evaluation_uri, class_names, config.display_classes)
         for line in evaluation_lines(evaluation, config.gate_config.min_defect_recall):
             print(line)
         with open(os.path.join(config.output_root, "evaluation_summary.json"), "w", encoding="utf-8") as handle:
@@ -204,14 +206,39 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors=None) ->
 
 
 class _Interrupts:
-    """Remembers a Ctrl-C (SIGINT): TFX may turn the KeyboardInterrupt into another error on its way out."""
+    """Remembers a Ctrl-C (SIGINT): TFX may turn the KeyboardInterrupt into another error on its way out.
+
+    A KeyboardInterrupt raised while the interpreter runs a destructor or a weakref callback is
+    printed as "Exception ignored" and lost (measured: a run went on to the end). So after the first
+    Ctrl-C the main thread is interrupted again every second until :meth:`stop` says it was handled.
+    """
+
+    #: Seconds between the repeated interrupts.
+    REPEAT_S = 1.0
 
     def __init__(self):
         self.seen = False
+        self._handled = threading.Event()
+        self._repeater: Optional[threading.Thread] = None
 
     def __call__(self, signum, frame):
+        if self._handled.is_set():
+            return  # a repeat that arrived after the interrupt was handled
         self.seen = True
+        if self._repeater is None:
+            self._repeater = threading.Thread(target=self._repeat, name="ctrl-c-repeater", daemon=True)
+            self._repeater.start()
         raise KeyboardInterrupt
+
+    def _repeat(self) -> None:
+        while not self._handled.wait(self.REPEAT_S):
+            _thread.interrupt_main()
+
+    def stop(self) -> None:
+        """No more repeated interrupts (call before the previous SIGINT handler is restored)."""
+        self._handled.set()
+        if self._repeater is not None:
+            self._repeater.join()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -227,9 +254,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BaseException:
         if not interrupts.seen:
             raise
+        interrupts.stop()
         print("\nInterrupted; rerun the same command to resume from the cache.", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        interrupts.stop()
         signal.signal(signal.SIGINT, previous)
     # Collect TensorFlow's functions while the interpreter is intact: left to shutdown, their
     # destructors print harmless but alarming "TypeError: 'NoneType' object is not subscriptable".

@@ -94,6 +94,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         quarantine=example_gen.outputs["quarantine"],
         min_defect_recall=config.gate_config.min_defect_recall,
         max_false_alarm_rate=config.gate_config.max_false_alarm_rate,
+        class_order=json.dumps(list(config.display_classes)),
     )
 
     pusher = tfx.components.Pusher(

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from components import features
 from components.config import DEFECT_SCORE, PATTERN_THRESHOLD, PROBABILITIES
-from components.eval_summary import summarize_evaluation
+from components.eval_summary import display_order, reorder_matrix, summarize_evaluation
 from components.evaluation import EVAL_SIGNATURE
 from components.report.data import GalleryItem, GatePolicy, ReportData
 from components.trainer import HISTORY_CSV, TRAINING_SUMMARY_JSON
@@ -171,24 +171,27 @@ def collect_report_data(
     gallery_size: int = 24,
     class_names: Optional[Sequence[str]] = None,
     normal_class: Optional[str] = None,
+    order: Optional[Sequence[str]] = None,
 ) -> ReportData:
     """Everything the report shows, read from the run's artifact folders.
 
     Class names and the normal class come from the Trainer's training_summary.json (the model's
-    own class order) unless given.
+    own class order) unless given; the report lists the classes in ``order`` (the configured one).
     """
     summary = read_json(os.path.join(model_run_dir, TRAINING_SUMMARY_JSON))
     class_names = list(class_names or summary.get("class_names") or [])
     if not class_names:
         raise ValueError(f"no class names: {model_run_dir}/{TRAINING_SUMMARY_JSON} is missing or has none")
     normal_class = normal_class or summary.get("normal_class") or "none"
-    evaluation = summarize_evaluation(evaluation_uri, class_names)
+    evaluation = summarize_evaluation(evaluation_uri, class_names, order)
     gallery, wrong, matrix = predict_gallery(
         model_dir, os.path.join(examples_uri, f"Split-{test_split}"), class_names, normal_class, gallery_size,
         multilabel=bool(summary.get("multilabel")),
     )
+    if matrix:
+        matrix = reorder_matrix(matrix, display_order(class_names, order))
     return ReportData(
-        class_names=class_names,
+        class_names=list(evaluation["class_names"]),
         normal_class=normal_class,
         evaluation=evaluation,
         gate=gate,

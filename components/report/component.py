@@ -36,6 +36,7 @@ def EvaluationReporter(
     max_false_alarm_rate: Parameter[float] = 0.10,
     test_split: Parameter[str] = "test",
     gallery_size: Parameter[int] = 24,
+    class_order: Parameter[str] = "[]",
 ) -> None:
     """Writes report.html (confusion matrix, class metrics, gate, threshold, curves, gallery, data), its
     numbers as strict JSON, and the model card (model_card.md / .html)."""
@@ -50,6 +51,7 @@ def EvaluationReporter(
         gate=GatePolicy(min_defect_recall=min_defect_recall, max_false_alarm_rate=max_false_alarm_rate),
         test_split=test_split,
         gallery_size=gallery_size,
+        order=json.loads(class_order) or None,
     )
     path = render_report(data, report.uri)
     with open(os.path.join(report.uri, REPORT_JSON), "w", encoding="utf-8") as handle:

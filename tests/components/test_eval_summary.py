@@ -149,3 +149,15 @@ def test_multilabel_eval_config_binarizes_the_patterns_and_scores_the_exact_matc
     # The defect gate is the single-label one: every label value, mixed ones included, is a gated class slice.
     gated = {dict(s.feature_values).get("label") for s in gated_slices(gate)}
     assert {"Center", "Center+Loc", "Loc"} <= gated and "none" not in gated
+
+
+def test_classes_are_listed_in_the_configured_order_with_the_matrix_permuted_alike():
+    from components.eval_summary import display_order, reorder_matrix
+
+    model_order = ["none", "Scratch", "Center"]  # Transform's vocabulary: by frequency
+    positions = display_order(model_order, ["Center", "Scratch", "none"])
+    assert [model_order[i] for i in positions] == ["Center", "Scratch", "none"]
+    matrix = [[10, 1, 0], [2, 5, 0], [0, 1, 7]]  # rows: true none, Scratch, Center
+    assert reorder_matrix(matrix, positions) == [[7, 1, 0], [0, 5, 2], [0, 1, 10]]
+    assert display_order(model_order, None) == [0, 1, 2]
+    assert display_order(model_order, ["Center", "Gone"]) == [2, 0, 1]  # unknown names ignored, the rest kept

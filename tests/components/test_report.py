@@ -200,8 +200,8 @@ def run_report(tiny_pipeline_run):
     results = tiny_pipeline_run["results"]
     assert results.report_uri, "the pipeline run recorded no EvaluationReport artifact"
     assert os.path.isfile(results.report_path)
-    class_names = results.training_summary["class_names"]
-    evaluation = summarize_evaluation(results.evaluation_uri, class_names)
+    class_names = results.training_summary["class_names"]  # the model's order; the report lists the configured one
+    evaluation = summarize_evaluation(results.evaluation_uri, class_names, tiny_pipeline_run["config"].display_classes)
     page = parse_report(open(results.report_path, encoding="utf-8").read())
     return results, evaluation, page, results.report_path
 
@@ -223,6 +223,7 @@ def test_run_report_has_every_class_and_the_evaluators_numbers(run_report, tiny_
         assert [float(precision), float(recall), float(f1)] == pytest.approx(
             [metrics["precision"], metrics["recall"], metrics["f1"]], abs=5e-5)
         assert int(support) == metrics["support"]
+    assert list(page.tables["per-class"]) == list(tiny_pipeline_run["config"].class_names)  # the configured order
     shown = [[int(v) for v in page.tables["confusion-matrix"][c][1:]] for c in class_names]
     assert shown == evaluation["confusion_matrix"]
     gate = page.tables["gate"]

@@ -69,6 +69,9 @@ def test_the_terminal_shows_each_component_and_the_epochs_and_the_log_file_keeps
     epochs = tiny_pipeline_run["results"].training_summary["epochs_run"]
     assert len(re.findall(r"^Trainer: epoch \d+/\d+: loss ", terminal, re.MULTILINE)) == epochs
     assert "left (at most)" in terminal and "Blessed: True" in terminal
+    # The per-class lines follow the configured class order, not Transform's vocabulary (by frequency).
+    listed = re.findall(r"^\s+(\S+): precision ", terminal, re.MULTILINE)
+    assert listed == list(tiny_pipeline_run["config"].class_names), listed
     log_path = re.search(r"^Log: (\S+)", terminal, re.MULTILINE).group(1)
     log = open(log_path, encoding="utf-8").read()
     assert "Component Trainer is running." in log  # TFX's INFO logging, kept in the file

@@ -33,3 +33,33 @@ def test_ctrl_c_in_the_trainer_exits_130_with_one_line(tmp_path):
     assert run.returncode == EXIT_INTERRUPTED, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "Interrupted; rerun the same command to resume from the cache."
     assert "Concurrent access" not in stderr
+
+
+def test_a_ctrl_c_lost_in_a_weakref_callback_is_repeated_until_handled():
+    """Measured in CI: the one KeyboardInterrupt of a Ctrl-C landed in a weakref callback, was printed as
+    "Exception ignored" and the run went on to the end. The handler interrupts the main thread again."""
+    import gc
+    import weakref
+
+    from pipeline.run_local import _Interrupts
+
+    interrupts = _Interrupts()
+    previous = signal.signal(signal.SIGINT, interrupts)
+    caught_after = None
+    started = time.monotonic()
+    try:
+        class Thing:
+            pass
+
+        thing = Thing()
+        keep = weakref.ref(thing, lambda ref: os.kill(os.getpid(), signal.SIGINT))  # noqa: F841
+        del thing
+        gc.collect()  # the signal arrives, and its KeyboardInterrupt is lost, inside the callback
+        while time.monotonic() - started < 10:
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        caught_after = time.monotonic() - started
+    finally:
+        interrupts.stop()
+        signal.signal(signal.SIGINT, previous)
+    assert interrupts.seen and caught_after is not None and caught_after < 5
