@@ -32,7 +32,7 @@ import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
-from typing import List, Optional, Sequence, Tuple  # noqa: E402
+from typing import List, Optional, Sequence, TextIO, Tuple  # noqa: E402
 
 from pipeline.classes import add_class_arguments, apply_class_arguments, resolve_classes, unlisted_labels  # noqa: E402
 from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
@@ -157,7 +157,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> int:
         return EXIT_BAD_INPUT
 
 
-def report(config: PipelineConfig, results, wall_seconds: float, errors=None) -> int:
+def report(config: PipelineConfig, results, wall_seconds: float, errors: Optional[TextIO] = None) -> int:
     """Prints the pushed model, the evaluation, the blessing and where the reports are (a refusal to ``errors``,
     by default standard error)."""
     from components.eval_summary import evaluation_lines, summarize_evaluation

@@ -12,7 +12,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Dict, Optional, TextIO
 
@@ -99,6 +101,17 @@ class RunLog:
         return self
 
     def __exit__(self, *exc) -> None:
+        # Ctrl-C is held off while the terminal is given back: cut short here (run_local repeats an
+        # interrupt until it is handled), the run's last words would go to the log file.
+        main = threading.current_thread() is threading.main_thread()
+        held = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._restore()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, held)
+
+    def _restore(self) -> None:
         from absl import logging as absl_logging
 
         logging.getLogger("absl").removeHandler(self.progress)
