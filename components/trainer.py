@@ -372,8 +372,7 @@ def run_fn(fn_args) -> None:
         **quality,
         "operating_point": point.to_dict(),
         "parameters": int(model.count_params()),
-        "training": module_config.to_custom_config()["training"],
-        "image": module_config.to_custom_config()["image"],
+        **module_config.to_custom_config(),  # "image" and "training"
     }
     summary_json = json.dumps(summary, indent=2).encode()
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:

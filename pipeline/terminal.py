@@ -31,22 +31,19 @@ class ComponentProgress(logging.Handler):
         super().__init__(level=logging.INFO)
         self.stream = stream
         self.total = total
-        self.seconds: Dict[str, float] = {}
         self._started: Dict[str, float] = {}
-        self._current: Optional[str] = None
         self._cached = False
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == _RUNNING and record.args:
-            self._current, self._cached = str(record.args[0]), False
-            self._started[self._current] = time.monotonic()
-            self._print(f"{self._current} running")
+            name, self._cached = str(record.args[0]), False
+            self._started[name] = time.monotonic()
+            self._print(f"{name} running")
         elif record.msg == _CACHED:
             self._cached = True
         elif record.msg == _FINISHED and record.args:
             name = str(record.args[0])
             seconds = time.monotonic() - self._started.get(name, time.monotonic())
-            self.seconds[name] = seconds
             self._print(f"{name} {'cached' if self._cached else 'done'} in {seconds:.0f} s")
 
     def _print(self, text: str) -> None:
