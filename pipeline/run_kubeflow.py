@@ -21,13 +21,7 @@ import sys
 if __package__ in (None, ""):
     # Run as a script: import the project's packages, not this folder's sibling modules.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
-
-import warnings  # noqa: E402
-
-warnings.filterwarnings("ignore", category=FutureWarning)
+import pipeline.startup  # noqa: E402,F401  (before TensorFlow is imported)
 
 import argparse  # noqa: E402
 from dataclasses import replace  # noqa: E402

@@ -16,14 +16,7 @@ import sys
 if __package__ in (None, ""):
     # Run as a script: import the project's packages, not this folder's sibling modules.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter; errors still raise
-# google-cloud libraries warn about Python 3.10 on import, in this process and in every Beam worker.
-os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
-
-import warnings  # noqa: E402
-
-warnings.filterwarnings("ignore", category=FutureWarning)
+import pipeline.startup  # noqa: E402,F401  (before TensorFlow is imported)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -141,7 +134,9 @@ def run(config: PipelineConfig, verbose: bool = False) -> int:
             os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
             metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
             started = time.time()
-            pipeline = create_pipeline(config, metadata)
+            from tfx.dsl.placeholder import placeholder as ph
+
+            pipeline = create_pipeline(config, metadata, run_id=ph.execution_invocation().pipeline_run_id)
             log_path = os.path.join(config.output_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log", time.localtime(started)))
             print(f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} "
                   f"({config.resolved_data_format}), root {config.pipeline_root}, Beam {' '.join(config.beam_args)}")

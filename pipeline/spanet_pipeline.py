@@ -29,7 +29,7 @@ PREPROCESSING_FN = "components.transform.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 
-def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
+def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.dsl.components.base.base_node.BaseNode]:
     """The pipeline's components, wired, in execution order."""
     custom_config = config.module_config.to_custom_config()
 
@@ -85,18 +85,6 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         schema=schema_gen.outputs["schema"],
     )
 
-    report = EvaluationReporter(
-        model=trainer.outputs["model"],
-        model_run=trainer.outputs["model_run"],
-        evaluation=evaluator.outputs["evaluation"],
-        blessing=evaluator.outputs["blessing"],
-        examples=example_gen.outputs["examples"],
-        quarantine=example_gen.outputs["quarantine"],
-        min_defect_recall=config.gate_config.min_defect_recall,
-        max_false_alarm_rate=config.gate_config.max_false_alarm_rate,
-        class_order=json.dumps(list(config.display_classes)),
-    )
-
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -104,18 +92,35 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
         ),
     )
+
+    # After the Pusher, so that the report names the version it pushed (or says nothing was).
+    report = EvaluationReporter(
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        quarantine=example_gen.outputs["quarantine"],
+        pushed_model=pusher.outputs["pushed_model"],
+        min_defect_recall=config.gate_config.min_defect_recall,
+        max_false_alarm_rate=config.gate_config.max_false_alarm_rate,
+        class_order=json.dumps(list(config.display_classes)),
+        run_id=run_id,
+    )
     return [
         example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-        transform, trainer, model_resolver, evaluator, report, pusher,
+        transform, trainer, model_resolver, evaluator, pusher, report,
     ]
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
-    """The TFX pipeline for ``config``; the local runner passes a SQLite metadata connection."""
+def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object] = None,
+                    run_id: object = "") -> tfx.dsl.Pipeline:
+    """The TFX pipeline for ``config``; the local runner passes a SQLite metadata connection and the run id
+    placeholder for the report's header (Kubeflow v2 refuses that placeholder: its reports name the execution)."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config),
+        components=create_components(config, run_id),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_args),

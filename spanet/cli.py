@@ -206,8 +206,47 @@ def _run_predict(args: argparse.Namespace) -> int:
 PROGRESS_FROM = 256
 
 
+def _add_explain(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser("explain", help="Grad-CAM maps: which dies drove the model's call", description=_run_explain.__doc__)
+    p.add_argument("files", nargs="+", metavar="PATH", help="the inputs spanet predict takes: images, wafer-map files, folders, globs")
+    p.add_argument("--model-dir", required=True, help="a SavedModel folder, or a serving base folder (its newest version)")
+    p.add_argument("--out", default="explanations", help="folder for the PNG overlays (default: %(default)s)")
+    p.add_argument("--output", default="table", choices=("table", "csv", "jsonl"), help="the listing's format (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default: %(default)s)")
+    p.add_argument("--pixels", type=int, default=256, help="longer side of each overlay PNG, enlarged die by die (default: %(default)s)")
+    p.set_defaults(func=_run_explain)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    """Explain the exported model's call on each input: its Grad-CAM map (the predicted class; for a
+    multi-label model the most probable pattern) resized to the wafer's own grid and drawn over it
+    as a PNG in --out, one per input, listed with the class and confidence. Runs the SavedModel in
+    this process (no server). Unreadable files are skipped and listed; the exit status is then 1.
+    """
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    if args.batch_size < 1 or args.pixels < 8:
+        raise ValueError("--batch-size must be >= 1 and --pixels >= 8")
+    from spanet.serving.explain import explain_inputs
+    from spanet.serving.local import LocalModel
+    from spanet.serving.predict import EXPLAINED_FORMATTERS, read_many
+
+    inputs, problems = read_many(args.files)
+    for problem in problems:
+        print(f"spanet explain: skipped {problem}", file=sys.stderr)
+    if not inputs:
+        raise ValueError(f"nothing readable among {len(args.files)} path(s)" + ("; see above" if problems else ""))
+    model = LocalModel(args.model_dir)
+    rows = explain_inputs(model, inputs, args.out, batch_size=args.batch_size, pixels=args.pixels)
+    print(EXPLAINED_FORMATTERS[args.output](rows))
+    print(f"spanet explain: {len(rows)} overlay(s) in {os.path.abspath(args.out)}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 #: The registered subcommands, in help order.
-_SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [_add_generate, _add_serve, _add_predict]
+_SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [_add_generate, _add_serve, _add_predict, _add_explain]
 
 
 def build_parser() -> argparse.ArgumentParser:

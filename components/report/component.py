@@ -1,7 +1,8 @@
 """EvaluationReporter: after the Evaluator, writes the run's HTML report as an artifact with lineage.
 
-Inputs are the Trainer's model and run folder, the Evaluator's evaluation and blessing, and
-ExampleGen's examples and quarantine summary; the output is an :class:`EvaluationReport`.
+Inputs are the Trainer's model and run folder, the Evaluator's evaluation and blessing, ExampleGen's
+examples and quarantine summary, and the Pusher's pushed model (so the header names the version
+pushed, or says none was); the output is an :class:`EvaluationReport`.
 """
 
 # No `from __future__ import annotations` here: TFX reads this module's type hints as objects.
@@ -15,7 +16,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
 from components.report.artifacts import REPORT_JSON, EvaluationReport
-from components.report.collect import collect_report_data, report_numbers
+from components.report.collect import collect_report_data, report_numbers, run_facts
 from components.report.data import GatePolicy
 from components.report.model_card import write_model_card
 from components.eval_summary import strict_json
@@ -31,12 +32,14 @@ def EvaluationReporter(
     blessing: InputArtifact[standard_artifacts.ModelBlessing],
     examples: InputArtifact[standard_artifacts.Examples],
     quarantine: InputArtifact[WaferQuarantineReport],
+    pushed_model: InputArtifact[standard_artifacts.PushedModel],
     report: OutputArtifact[EvaluationReport],
     min_defect_recall: Parameter[float] = 0.99,
     max_false_alarm_rate: Parameter[float] = 0.10,
     test_split: Parameter[str] = "test",
     gallery_size: Parameter[int] = 24,
     class_order: Parameter[str] = "[]",
+    run_id: Parameter[str] = "",
 ) -> None:
     """Writes report.html (confusion matrix, class metrics, gate, threshold, curves, gallery, data), its
     numbers as strict JSON, and the model card (model_card.md / .html)."""
@@ -53,6 +56,8 @@ def EvaluationReporter(
         gallery_size=gallery_size,
         order=json.loads(class_order) or None,
     )
+    data.run = run_facts(run_id or f"execution {os.path.basename(report.uri.rstrip('/'))}", pushed_model,
+                         data.data_summary)
     path = render_report(data, report.uri)
     with open(os.path.join(report.uri, REPORT_JSON), "w", encoding="utf-8") as handle:
         json.dump(strict_json(report_numbers(data)), handle, indent=2, default=float, allow_nan=False)

@@ -25,6 +25,10 @@ class GalleryItem:
     ref: str = ""  # lot / wafer id, for finding the wafer
     #: "missed defect" (defective, not flagged), "false alarm" (normal, flagged) or "" (wrong pattern only).
     kind: str = ""
+    #: The encoded image (PNG / JPEG) as the model was given it.
+    encoded: bytes = b""
+    #: The explanation map on the wafer's own grid (HxW in [0, 1]), when the model exports one.
+    explanation: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -61,6 +65,10 @@ class ReportData:
     misclassified_total: int = 0
     #: The confusion matrix of the gallery's own predictions (to check against the Evaluator's), or None.
     gallery_confusion: Optional[List[List[int]]] = None
+    #: Precision-recall curves and reliability on the test split (``components.report.curves.test_curves``).
+    curves: Dict[str, Any] = field(default_factory=dict)
+    #: The run this report belongs to: date, pipeline run id, pushed version and path, data path and size.
+    run: Dict[str, Any] = field(default_factory=dict)
     #: Where the numbers came from (artifact URIs), shown at the end of the report.
     sources: Dict[str, str] = field(default_factory=dict)
     title: str = "SP&A-Net run report"

@@ -17,10 +17,11 @@ matplotlib.use("Agg")  # files only: no display on build machines
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 
 from components.report.data import REPORT_HTML, GalleryItem, ReportData  # noqa: E402
+from spanet.data.imageio import save_enlarged_png  # noqa: E402
+from spanet.explain import overlay  # noqa: E402
 
 #: File names inside a report folder.
 IMAGES_DIR = "images"
@@ -154,33 +155,82 @@ def plot_slice_recall(recalls: Sequence[Tuple[str, float]], threshold: float, pa
     few = set(too_few)
     figure, axes = new_axes(7.0, 0.9 + 0.35 * max(1, len(names)))
     colours = ["tab:gray" if n in few else "tab:green" if v >= threshold else "tab:red" for n, v in zip(names, values)]
-    axes.barh(range(len(names)), values, color=colours)
-    lows = list(values)
+    # The scale spans the point estimates and the gate (not the widest interval, which would squash
+    # the differences that matter into a sliver); intervals running past the left edge are cut there.
+    low = min([threshold] + [v for n, v in zip(names, values) if n not in few] or [threshold])
+    left = max(0.0, low - max(0.2 * (1.0 - low), 0.005))
+    axes.barh(range(len(names)), [v - left for v in values], left=left, color=colours)
     if intervals:
         for index, (name, value) in enumerate(recalls):
-            low, high = (list(intervals.get(name) or []) + [None, None])[:2]
-            if low is None or high is None:
+            low_end, high = (list(intervals.get(name) or []) + [None, None])[:2]
+            if low_end is None or high is None:
                 continue
-            lows.append(low)
-            axes.errorbar([value], [index], xerr=[[max(0.0, value - low)], [max(0.0, high - value)]],
+            axes.errorbar([value], [index], xerr=[[max(0.0, value - max(low_end, left))], [max(0.0, high - value)]],
                           fmt="none", ecolor="black", capsize=3, linewidth=1)
+    for index, value in enumerate(values):
+        axes.text(min(max(value, left), 1.0), index, f" {value:.3f}", va="center", ha="left" if value < 1.0 else "right",
+                  fontsize=7, color="black" if value < 1.0 else "white")
     axes.axvline(threshold, color="black", linestyle="--", label=f"gate {threshold:g}")
     axes.set_yticks(range(len(names)), [f"{n} (too few)" if n in few else n for n in names])
     axes.invert_yaxis()
-    low = min([threshold] + lows)
-    axes.set_xlim(max(0.0, low - 0.05), 1.0)
+    axes.set_xlim(left, 1.0)
     axes.set_xlabel("defect recall (test split)" + (", with 95% Clopper-Pearson intervals" if intervals else ""))
     axes.legend(fontsize=8, loc="lower left")
     return save_figure(figure, path)
 
 
+def plot_precision_recall(points: Mapping[str, Mapping[str, Sequence[float]]],
+                          average_precision: Mapping[str, float], path: str, max_curves: int = 12) -> str:
+    """Precision against recall per class (one vs the rest) on the test split, average precision in the
+    legend; with more than ``max_curves`` classes, the ``max_curves`` lowest-AP ones (the table has all)."""
+    names = list(points)
+    if len(names) > max_curves:
+        names = sorted(names, key=lambda n: average_precision.get(n, 0.0))[:max_curves]
+    figure, axes = new_axes(6.5, 4.8)
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    for index, name in enumerate(names):
+        axes.plot(points[name]["recall"], points[name]["precision"], linewidth=1.4, color=colours(index % colours.N),
+                  label=f"{name} (AP {average_precision.get(name, float('nan')):.3f})", drawstyle="steps-post")
+    low = min([min(points[n]["precision"]) for n in names] + [0.9])
+    axes.set_xlim(0.0, 1.01)
+    axes.set_ylim(max(0.0, low - 0.05), 1.01)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title("Precision-recall per class (test split)" + (f", the {len(names)} lowest AP" if len(points) > len(names) else ""))
+    axes.legend(fontsize=7, loc="lower left")
+    axes.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+def plot_reliability(calibration: Mapping[str, Mapping[str, Any]], path: str) -> str:
+    """Reliability diagram: observed frequency against mean predicted probability per bin (the diagonal is
+    perfect calibration), one panel per probability, with the bins' counts below."""
+    panels = list(calibration.items())
+    titles = {"predicted_class": "predicted class: confidence vs accuracy",
+              "patterns": "each pattern: probability vs present", "defect": "defect: 1 - P(normal) vs defective"}
+    figure, grid = plt.subplots(2, len(panels), figsize=(4.6 * len(panels), 5.2), squeeze=False,
+                                gridspec_kw={"height_ratios": [3, 1]})
+    for column, (key, numbers) in enumerate(panels):
+        top, bottom = grid[0, column], grid[1, column]
+        top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+        top.plot(numbers["confidence"], numbers["accuracy"], marker="o", markersize=4, color="tab:blue")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_title(f"{titles.get(key, key)}\nECE {numbers['ece']:.3f} on {numbers['examples']}", fontsize=9)
+        top.set_ylabel("observed frequency")
+        widths = np.asarray(numbers["bin_high"]) - np.asarray(numbers["bin_low"])
+        bottom.bar(numbers["bin_low"], numbers["count"], width=widths, align="edge", color="tab:gray")
+        bottom.set_yscale("log")
+        bottom.set_ylim(bottom=0.8)
+        bottom.set_xlim(0, 1)
+        bottom.set_xlabel("predicted probability")
+        bottom.set_ylabel("wafers")
+    return save_figure(figure, path)
+
+
 def save_wafer_image(image: np.ndarray, path: str, pixels: int = GALLERY_PIXELS) -> str:
     """A wafer map / image as a PNG, enlarged with nearest-neighbour so each die stays a crisp square."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    scale = max(1, int(round(pixels / max(picture.size))))
-    picture.resize((picture.size[0] * scale, picture.size[1] * scale), Image.NEAREST).save(path)
-    return path
+    return save_enlarged_png(image, path, pixels)
 
 
 def _data_uri(path: str) -> str:
@@ -270,15 +320,24 @@ def _gallery_html(items: Sequence[GalleryItem], total: int, out_dir: str, embed:
     for index, item in enumerate(items):
         path = save_wafer_image(item.image, os.path.join(out_dir, IMAGES_DIR, "gallery", f"wafer_{index:03d}.png"))
         tag = f'<span class="tag">{html.escape(item.kind)}</span><br>' if item.kind else ""
+        explained = ""
+        if item.explanation is not None:
+            drawn = save_wafer_image(overlay(item.image, item.explanation),
+                                     os.path.join(out_dir, IMAGES_DIR, "gallery", f"wafer_{index:03d}_explained.png"))
+            explained = _img(drawn, out_dir, f"which dies drove the call {item.predicted_class}", embed)
         cells.append(
-            f'<figure class="wafer" data-true="{html.escape(item.true_class)}" data-predicted="{html.escape(item.predicted_class)}">'
-            f"{_img(path, out_dir, f'{item.true_class} predicted as {item.predicted_class}', embed)}"
+            f'<figure class="wafer" data-true="{html.escape(item.true_class)}" data-predicted="{html.escape(item.predicted_class)}"'
+            f' data-explained="{item.explanation is not None}">'
+            f"{_img(path, out_dir, f'{item.true_class} predicted as {item.predicted_class}', embed)}{explained}"
             f"<figcaption>{tag}true <b>{html.escape(item.true_class)}</b><br>predicted <b>{html.escape(item.predicted_class)}</b> "
             f"({item.confidence:.2f})<br>defect score {item.defect_score:.2f}<br><small>{html.escape(item.ref)}</small></figcaption></figure>"
         )
     shown = f"{len(items)} of {total}" if total > len(items) else f"all {total}"
+    explained = any(item.explanation is not None for item in items)
     return (f"<p>Showing {shown} misclassified test wafers (missed defects first, then false alarms, "
-            f"then wrong patterns). The number under the class is the model's probability for it.</p>"
+            f"then wrong patterns). The number under the class is the model's probability for it."
+            + (" Beside each wafer, the dies that drove the predicted class (SmoothGrad: red = most influence)."
+               if explained else "") + "</p>"
             f'<div class="gallery">{"".join(cells)}</div>')
 
 
@@ -291,7 +350,9 @@ td:first-child,th:first-child{text-align:left}
 tr.too-few td{background:#fff4e0}
 .verdict{font-size:1.3em;padding:0.5em 1em;display:inline-block;border:2px solid}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}
-figure.wafer{margin:0;width:150px;font-size:12px;text-align:center}
+figure.wafer{margin:0;width:250px;font-size:12px;text-align:center}
+figure.wafer img{width:112px;margin:0 2px}
+.header td{text-align:left}
 figure.wafer img{image-rendering:pixelated;border:1px solid #999}
 .tag{color:#b00;font-weight:bold}
 img{max-width:100%}
@@ -329,7 +390,7 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
     def image_tag(path: str, alt: str) -> str:
         return _img(path, out_dir, alt, embed_images)
 
-    parts = [f"<h1>{html.escape(data.title)}</h1>"]
+    parts = [f"<h1>{html.escape(data.title)}</h1>", _header_html(data.run)]
 
     # Verdict: blessing and the gate's metrics.
     recall = evaluation.get("defect_recall")
@@ -470,6 +531,8 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
     if per_class:
         parts.append(image_tag(plot_class_metrics(per_class, picture("class_metrics.png")), "per-class metrics"))
 
+    parts.append(_curves_html(data.curves, picture, image_tag))
+
     # Training.
     summary = data.training_summary
     parts.append("<h2>Training</h2>")
@@ -529,12 +592,59 @@ def render_report(data: ReportData, out_dir: str, embed_images: bool = True) -> 
     return path
 
 
+def _size_text(size: Optional[int]) -> str:
+    if size is None:
+        return "n/a"
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def _header_html(run: Mapping[str, Any]) -> str:
+    """When, which run, what was pushed where, and from which data."""
+    if not run:
+        return ""
+    pushed = (f"version {html.escape(str(run.get('pushed_version')))} at {html.escape(str(run.get('pushed_path')))}"
+              if run.get("pushed") else "nothing was pushed")
+    data = (f"{html.escape(str(run.get('data_path') or 'n/a'))}: {run.get('data_examples', 'n/a')} wafers, "
+            f"{_size_text(run.get('data_bytes'))}")
+    rows = [["run date", html.escape(str(run.get("date", "")))], ["pipeline run", html.escape(str(run.get("run_id", "")))],
+            ["pushed model", pushed], ["data", data]]
+    return _table(["run", ""], rows, "header", ["date", "run_id", "pushed", "data"], "fact").replace(
+        '<table id="header">', '<table id="header" class="header">')
+
+
+def _curves_html(curves: Mapping[str, Any], picture, image_tag) -> str:
+    """Per-class precision-recall curves (average precision in a table) and the reliability diagram."""
+    if not curves:
+        return ""
+    parts = ["<h2>Precision-recall and calibration</h2>"]
+    average = curves.get("average_precision") or {}
+    if average:
+        parts.append("<p>Each class against the rest, ranking the test wafers by the model's probability of the class; "
+                     "average precision (AP) is the area under its curve.</p>")
+        parts.append(_table(["class", "average precision"], [[html.escape(n), fmt(v)] for n, v in average.items()],
+                            "average-precision", list(average), "class"))
+        parts.append(image_tag(plot_precision_recall(curves["points"], average, picture("precision_recall.png")),
+                               "precision-recall curves"))
+    calibration = curves.get("calibration") or {}
+    if calibration:
+        eces = ", ".join(f"{key.replace('_', ' ')} {numbers['ece']:.3f}" for key, numbers in calibration.items())
+        parts.append(f'<p id="calibration" data-ece="{html.escape(eces)}">Reliability: of the wafers given probability '
+                     f"p, a share p should be right (points on the diagonal). Expected calibration error: {eces}.</p>")
+        parts.append(image_tag(plot_reliability(calibration, picture("reliability.png")), "reliability diagram"))
+    return "".join(parts)
+
+
 def _verdict(ok: bool) -> str:
     return '<span class="pass">pass</span>' if ok else '<span class="fail">fail</span>'
 
 
 __all__ = [
     "REPORT_HTML", "render_report", "new_axes", "save_figure", "plot_confusion_matrix", "plot_class_metrics",
-    "plot_training_curves", "plot_class_balance", "plot_slice_recall", "save_wafer_image", "slice_recalls", "fmt",
+    "plot_training_curves", "plot_class_balance", "plot_slice_recall", "plot_precision_recall", "plot_reliability",
+    "save_wafer_image", "slice_recalls", "fmt",
     "slice_rows", "interval_text",
 ]

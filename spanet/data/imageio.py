@@ -58,3 +58,15 @@ def decode_image(data: bytes) -> np.ndarray:
     if reason:
         raise ValueError(reason)
     return arr
+
+
+def save_enlarged_png(image: np.ndarray, path: str, pixels: int) -> str:
+    """Writes a uint8 image as a PNG enlarged by the integer factor that brings its longer side nearest
+    ``pixels`` (nearest-neighbour: a wafer map's one pixel per die stays a crisp square); returns the path."""
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    scale = max(1, int(round(pixels / max(picture.size))))
+    picture.resize((picture.size[0] * scale, picture.size[1] * scale), Image.NEAREST).save(path)
+    return path

@@ -94,6 +94,26 @@ class Prediction:
         return self.probabilities.get(self.class_name)
 
 
+def predictions_from_outputs(out: Dict[str, np.ndarray], names: Sequence[str], version: int) -> List[Prediction]:
+    """One :class:`Prediction` per row of a signature's outputs (numpy, class names as bytes), the
+    probabilities' columns named by ``names``: the one reading of the model's answers, for the gRPC
+    client and for in-process use (``spanet.serving.local``)."""
+    return [
+        Prediction(
+            class_name=out[CLASS_NAME][i].decode("utf-8", "replace"),
+            probabilities={names[j]: float(out[PROBABILITIES][i, j]) for j in range(len(names))},
+            defective=bool(out[DEFECTIVE][i]),
+            defect_score=float(out[DEFECT_SCORE][i]),
+            model_version=version,
+            unknown=bool(out[UNKNOWN][i]) if UNKNOWN in out else False,
+            familiarity=float(out[FAMILIARITY][i]) if FAMILIARITY in out else None,
+            patterns=(tuple(names[j] for j in np.flatnonzero(out[PATTERNS_PRESENT][i] > 0.5))
+                      if PATTERNS_PRESENT in out else None),
+        )
+        for i in range(out[PROBABILITIES].shape[0])
+    ]
+
+
 @dataclass(frozen=True)
 class SignatureInfo:
     """What GetModelMetadata says about one signature: input / output name -> (dtype name, shape; -1 unknown)."""
@@ -310,23 +330,9 @@ class ServingClient:
         return out
 
     def _predictions(self, out: Dict[str, np.ndarray], version: int) -> List[Prediction]:
-        width = out[PROBABILITIES].shape[1]
         with self._lock:
-            names = [self._class_names.get(i, f"class_{i}") for i in range(width)]
-        return [
-            Prediction(
-                class_name=out[CLASS_NAME][i].decode("utf-8", "replace"),
-                probabilities={names[j]: float(out[PROBABILITIES][i, j]) for j in range(width)},
-                defective=bool(out[DEFECTIVE][i]),
-                defect_score=float(out[DEFECT_SCORE][i]),
-                model_version=version,
-                unknown=bool(out[UNKNOWN][i]) if UNKNOWN in out else False,
-                familiarity=float(out[FAMILIARITY][i]) if FAMILIARITY in out else None,
-                patterns=(tuple(names[j] for j in np.flatnonzero(out[PATTERNS_PRESENT][i] > 0.5))
-                          if PATTERNS_PRESENT in out else None),
-            )
-            for i in range(out[PROBABILITIES].shape[0])
-        ]
+            names = [self._class_names.get(i, f"class_{i}") for i in range(out[PROBABILITIES].shape[1])]
+        return predictions_from_outputs(out, names, version)
 
     def predict_images(self, images: Sequence[Union[bytes, np.ndarray]],
                        on_batch: Optional[Callable[[int], None]] = None) -> List[Prediction]:

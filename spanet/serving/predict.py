@@ -165,24 +165,43 @@ def _row(ref: str, p: Prediction) -> dict:
     return row
 
 
-def format_csv(rows: Sequence[Tuple[str, Prediction]]) -> str:
-    """CSV with a header: file, class, confidence, defective, defect_score, unknown, model_version, then one
+CSV_COLUMNS = ("file", "class", "confidence", "defective", "defect_score", "unknown", "model_version")
+
+
+def csv_header(classes: Sequence[str]) -> List[str]:
+    """The CSV columns: file, class, confidence, defective, defect_score, unknown, model_version, then one
     ``p_<class>`` column per class (the model's order)."""
-    classes = list(rows[0][1].probabilities) if rows else []
+    return list(CSV_COLUMNS) + [f"p_{name}" for name in classes]
+
+
+def csv_cells(ref: str, p: Prediction, classes: Sequence[str]) -> List[str]:
+    """One prediction's CSV cells, in :func:`csv_header`'s order."""
+    return ([ref, p.class_name, "" if p.confidence is None else f"{p.confidence:.6f}", str(int(p.defective)),
+             f"{p.defect_score:.6f}", str(int(p.unknown)), str(p.model_version)]
+            + [f"{p.probabilities.get(name, float('nan')):.6f}" for name in classes])
+
+
+def csv_line(cells: Sequence[str]) -> str:
+    """One CSV line (quoted as needed, no line end)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "class", "confidence", "defective", "defect_score", "unknown", "model_version"]
-                    + [f"p_{name}" for name in classes])
-    for ref, p in rows:
-        writer.writerow([ref, p.class_name, "" if p.confidence is None else f"{p.confidence:.6f}", int(p.defective),
-                         f"{p.defect_score:.6f}", int(p.unknown), p.model_version]
-                        + [f"{p.probabilities.get(name, float('nan')):.6f}" for name in classes])
-    return buffer.getvalue().rstrip("\n")
+    csv.writer(buffer, lineterminator="").writerow(cells)
+    return buffer.getvalue()
+
+
+def jsonl_line(ref: str, p: Prediction) -> str:
+    """One prediction as one strict JSON object (see :func:`_row`; an unknown input's confidence is null)."""
+    return json.dumps(_row(ref, p), allow_nan=False)
+
+
+def format_csv(rows: Sequence[Tuple[str, Prediction]]) -> str:
+    """CSV with a header (:func:`csv_header`), one line per prediction."""
+    classes = list(rows[0][1].probabilities) if rows else []
+    return "\n".join(csv_line(cells) for cells in [csv_header(classes)] + [csv_cells(ref, p, classes) for ref, p in rows])
 
 
 def format_jsonl(rows: Sequence[Tuple[str, Prediction]]) -> str:
-    """One strict JSON object per line (see :func:`_row`; an unknown input's confidence is null)."""
-    return "\n".join(json.dumps(_row(ref, p), allow_nan=False) for ref, p in rows)
+    """One strict JSON object per line (:func:`jsonl_line`)."""
+    return "\n".join(jsonl_line(ref, p) for ref, p in rows)
 
 
 def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
@@ -200,3 +219,27 @@ def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
 
 #: ``spanet predict --output`` choices.
 FORMATTERS = {"table": format_table, "csv": format_csv, "jsonl": format_jsonl}
+
+
+def _with_explanation(rows: Sequence[Tuple[str, Prediction, str]], formatter: str) -> str:
+    """A ``FORMATTERS`` listing with one more column, ``explanation``: each row's overlay path."""
+    text = FORMATTERS[formatter]([(ref, p) for ref, p, _ in rows])
+    paths = [path for _, _, path in rows]
+    lines = text.split("\n")
+    if formatter == "jsonl":
+        return "\n".join(json.dumps({**json.loads(line), "explanation": path}, allow_nan=False)
+                         for line, path in zip(lines, paths))
+    if formatter == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        for row, path in zip(csv.reader(lines), ["explanation"] + paths):
+            writer.writerow(row + [path])
+        return buffer.getvalue().rstrip("\n")
+    width = max(len(line) for line in lines)
+    header, rule, body = lines[0], lines[1], lines[2:]
+    return "\n".join([header.ljust(width) + "  explanation", rule.ljust(width) + "  " + "-" * 11]
+                     + [line.ljust(width) + "  " + path for line, path in zip(body, paths)])
+
+
+#: ``spanet explain --output`` choices: the predict listings plus the overlay's path.
+EXPLAINED_FORMATTERS = {name: (lambda rows, name=name: _with_explanation(rows, name)) for name in FORMATTERS}

@@ -92,7 +92,8 @@ def _data(blessed=False):
         data_summary={"examples_per_split_and_class": {"train": {"Center": 30, "Scratch": 20, "none": 40},
                                                         "test": {"Center": 10, "Scratch": 7, "none": 13}},
                       "examples_per_split": {"train": 90, "test": 30}, "examples_total": 120, "lots_per_split": {"train": 9, "test": 3}},
-        gallery=[GalleryItem(wafer, "Scratch", "none", 0.7, 0.2, "lot L1 wafer 02", "missed defect")],
+        gallery=[GalleryItem(wafer, "Scratch", "none", 0.7, 0.2, "lot L1 wafer 02", "missed defect",
+                             explanation=np.linspace(0, 1, wafer.size).reshape(wafer.shape))],
         misclassified_total=6, gallery_confusion=MATRIX,
     )
 
@@ -122,7 +123,7 @@ def test_report_shows_every_class_with_the_numbers_it_was_given(tmp_path, embed)
     assert page.tables["class-balance"]["total"][1:] == ["90", "30", "120"]
 
     # Every image resolves: a PNG data URI, or a PNG file beside the page.
-    assert len(page.images) == 6  # slices, confusion, class metrics, curves, 1 wafer, class balance
+    assert len(page.images) == 7  # slices, confusion, class metrics, curves, 1 wafer and its explanation, class balance
     for image in page.images:
         source = image["src"]
         if embed:
@@ -243,6 +244,42 @@ def test_run_report_has_every_class_and_the_evaluators_numbers(run_report, tiny_
     assert numbers["blessed"] == results.blessed
 
 
+@pytest.mark.slow
+def test_run_report_header_names_the_run_the_pushed_version_and_the_data(run_report, tiny_pipeline_run):
+    import json
+
+    from components.report.data import REPORT_JSON
+
+    results, _, page, _ = run_report
+    header = page.tables["header"]
+    assert os.path.basename(results.pushed_path) in header["pushed"][1] and results.pushed_path in header["pushed"][1]
+    config = tiny_pipeline_run["config"]
+    assert config.resolved_data_path in header["data"][1]
+    assert f"{results.quarantine_summary['examples_total']} wafers" in header["data"][1]
+    run = json.load(open(os.path.join(results.report_uri, REPORT_JSON), encoding="utf-8"))["run"]
+    assert run["pushed"] and run["pushed_version"] == os.path.basename(results.pushed_path)
+    assert run["run_id"] and run["run_id"] in header["run_id"][1] and run["date"] in header["date"][1]
+    assert run["data_bytes"] == sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(config.resolved_data_path) for n in ns)
+
+
+@pytest.mark.slow
+def test_run_report_has_precision_recall_and_reliability_from_the_test_split(run_report, tiny_pipeline_run):
+    import json
+
+    from components.report.data import REPORT_JSON
+
+    results, evaluation, page, report_path = run_report
+    curves = json.load(open(os.path.join(results.report_uri, REPORT_JSON), encoding="utf-8"))["curves"]
+    tested = {name for name, metrics in evaluation["per_class"].items() if metrics["support"]}
+    assert set(page.tables["average-precision"]) == tested == set(curves["average_precision"])
+    for value in curves["average_precision"].values():
+        assert 0.0 <= value <= 1.0
+    for key in ("predicted_class", "defect"):
+        assert sum(curves["calibration"][key]["count"]) == sum(m["support"] for m in evaluation["per_class"].values())
+    images = os.path.join(os.path.dirname(report_path), "images")
+    assert {"precision_recall.png", "reliability.png"} <= set(os.listdir(images))
+
+
 def _chromium():
     import shutil
 
@@ -276,6 +313,23 @@ def test_run_report_opens_in_headless_chromium_with_every_image(run_report, tmp_
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 5, "the screenshot is blank"
+
+
+def test_reliability_bins_and_ece_match_a_hand_count():
+    from components.report.curves import reliability, split_curves
+
+    confidence = np.array([0.05, 0.15, 0.95, 0.95, 0.95, 0.95])
+    correct = np.array([0, 0, 1, 1, 1, 0])
+    numbers = reliability(confidence, correct, bins=10)
+    assert numbers["count"] == [1, 1, 4] and numbers["accuracy"] == pytest.approx([0.0, 0.0, 0.75])
+    # |0 - 0.05| + |0 - 0.15| + 4 |0.75 - 0.95|, over 6 wafers
+    assert numbers["ece"] == pytest.approx((0.05 + 0.15 + 4 * 0.2) / 6)
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    truth = np.array([[1, 0], [0, 1], [0, 1], [0, 1]])
+    curves = split_curves(probabilities, truth, ["none", "Scratch"], "none")
+    assert curves["average_precision"] == pytest.approx({"none": 1.0, "Scratch": 1.0})
+    assert curves["calibration"]["predicted_class"]["examples"] == 4
+    assert sum(curves["calibration"]["defect"]["count"]) == 4
 
 
 def test_a_hundred_classes_render_with_every_class_in_the_tables_and_bounded_plots(tmp_path):
