@@ -21,13 +21,14 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from spanet.serving.contract import DEFAULT_SIGNATURE  # noqa: E402
 
 
 
@@ -61,7 +62,7 @@ def predict(model, pngs: Sequence[bytes], batch: int = 256) -> Dict[str, np.ndar
     """The served signature's class names and defect flags (and unknown marks where the model has them)."""
     import tensorflow as tf
 
-    serve = model.signatures["serving_default"]
+    serve = model.signatures[DEFAULT_SIGNATURE]
     names, flags, unknown = [], [], []
     for start in range(0, len(pngs), batch):
         out = serve(images=tf.constant(list(pngs[start:start + batch])))

@@ -27,6 +27,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from spanet.serving.contract import DEFAULT_SIGNATURE  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
     base = args.model_base_path or build_model(tempfile.mkdtemp(prefix="bench_serving_"))
     version = list_versions(base)[-1]
     images = make_images(256)
-    fn = tf.saved_model.load(os.path.join(base, str(version))).signatures["serving_default"]
+    fn = tf.saved_model.load(os.path.join(base, str(version))).signatures[DEFAULT_SIGNATURE]
 
     def in_process(_k: int, chunk: List[bytes]) -> None:
         outputs = fn(images=tf.constant(chunk, dtype=tf.string))

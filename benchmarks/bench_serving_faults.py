@@ -47,6 +47,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from spanet.serving.contract import DEFAULT_SIGNATURE, EXAMPLES_SIGNATURE  # noqa: E402
 
 CLIENT_THREADS = 8
 OVERSIZED_ROUNDS = 5
@@ -183,12 +184,12 @@ def export_tiny_model(path: str) -> None:
                     "defective": p_none < 0.5, "defect_score": 1.0 - p_none}
 
     model = Tiny()
-    tf.saved_model.save(model, path, signatures={"serving_default": model.serve, "serving_examples": model.serve_examples})
+    tf.saved_model.save(model, path, signatures={DEFAULT_SIGNATURE: model.serve, EXAMPLES_SIGNATURE: model.serve_examples})
 
 
 # -- requests --------------------------------------------------------------------------------------------------------
 
-def predict_request(images: List[bytes], declared: Optional[int] = None, signature: str = "serving_default",
+def predict_request(images: List[bytes], declared: Optional[int] = None, signature: str = DEFAULT_SIGNATURE,
                     alias: str = "images"):
     """A PredictRequest of string `images` (optionally declaring another batch size than it holds)."""
     import tensorflow as tf
@@ -270,7 +271,7 @@ def bad_inputs(server: ServerProcess, stub, good: bytes, huge: bytes, at_limit: 
         "20000x20000 PNG": predict_request([good, huge]),
         "60000x60000 JPEG header": predict_request([bytes(jpeg)]),
         "30000x30000 BMP header": predict_request([bytes(bmp)]),
-        "oversized PNG in a tf.Example": predict_request([example.SerializeToString()], signature="serving_examples", alias="examples"),
+        "oversized PNG in a tf.Example": predict_request([example.SerializeToString()], signature=EXAMPLES_SIGNATURE, alias="examples"),
         "257 images": predict_request([good] * 257),
         "3 images at the pixel limit": predict_request([at_limit] * 3),
         "empty batch": predict_request([]),
@@ -285,7 +286,7 @@ def bad_inputs(server: ServerProcess, stub, good: bytes, huge: bytes, at_limit: 
     }
     outcomes = []
     for case, request in grpc_cases.items():
-        if case == "oversized PNG in a tf.Example" and "serving_examples" not in server.signatures:
+        if case == "oversized PNG in a tf.Example" and EXAMPLES_SIGNATURE not in server.signatures:
             continue
         try:
             stub.Predict(request, timeout=60)

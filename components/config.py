@@ -9,9 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from spanet.data.classes import NORMAL_CLASS
+from spanet.serving.contract import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from spanet.augment import AugmentConfig
 
 T = TypeVar("T")
 
@@ -130,8 +134,6 @@ class TrainingConfig:
     # ... and an unknown wafer is flagged defective (sent to review), never a confident "normal".
     unknown_is_defective: bool = True
     seed: int = 0
-    # The name TF Serving serves the model under (its warm-up requests carry it).
-    model_name: str = "spanet"
 
     def __post_init__(self):
         if self.class_weighting not in ("balanced", "none"):
@@ -176,10 +178,13 @@ class ModuleConfig:
 
     image: ImageConfig = field(default_factory=ImageConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    #: The name TF Serving serves the model under (the Trainer's warm-up requests carry it).
+    model_name: str = DEFAULT_MODEL_NAME
 
     def to_custom_config(self) -> Dict[str, Any]:
         """A JSON-serialisable dict for the components' ``custom_config``."""
-        config = {"image": dataclasses.asdict(self.image), "training": dataclasses.asdict(self.training)}
+        config = {"image": dataclasses.asdict(self.image), "training": dataclasses.asdict(self.training),
+                  "model_name": self.model_name}
         json.dumps(config)  # fail at definition time if anything is not serialisable
         return config
 
@@ -189,7 +194,8 @@ class ModuleConfig:
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "ModuleConfig":
-        return cls(ImageConfig.from_custom_config(custom_config), TrainingConfig.from_custom_config(custom_config))
+        return cls(ImageConfig.from_custom_config(custom_config), TrainingConfig.from_custom_config(custom_config),
+                   model_name=(custom_config or {}).get("model_name", DEFAULT_MODEL_NAME))
 
 
 def transformed_name(key: str) -> str:
@@ -205,27 +211,28 @@ IS_DEFECT_XF = transformed_name("is_defect")
 PATTERNS_XF = transformed_name("patterns")
 #: The TFT vocabulary that maps class names to ids (its file is an asset of the model).
 LABEL_VOCABULARY = "label"
-#: Outputs of the exported model's signatures.
-PROBABILITIES = "probabilities"
-DEFECT_SCORE = "defect_score"
-CLASS_ID = "class_id"
-CLASS_NAME = "class_name"
-DEFECTIVE = "defective"
-NORMAL_PROBABILITY = "normal_probability"
-#: Multi-label mode: 1.0 / 0.0 per pattern, present or not (probability >= 0.5), in pattern order.
-PATTERNS_PRESENT = "patterns_present"
-#: Multi-label mode: a pattern is present at this calibrated probability or more (its cosine at the boundary).
-PATTERN_THRESHOLD = 0.5
-#: True where the input is unlike every class (its class name is then UNKNOWN_CLASS).
-UNKNOWN = "unknown"
-#: The largest cosine similarity to a class: how much the input looks like anything trained on.
-FAMILIARITY = "familiarity"
-#: The class name served for unknown inputs.
-UNKNOWN_CLASS = "unknown"
+#: Outputs of the exported model's signatures: the serving contract's (one source, spanet.serving.contract).
+from spanet.serving.contract import (  # noqa: E402
+    CLASS_ID,
+    CLASS_NAME,
+    DEFECT_SCORE,
+    DEFECTIVE,
+    FAMILIARITY,
+    NORMAL_PROBABILITY,
+    PATTERN_THRESHOLD,
+    PATTERNS_PRESENT,
+    PROBABILITIES,
+    UNKNOWN,
+    UNKNOWN_CLASS,
+)
 
 __all__: Tuple[str, ...] = (
     "ImageConfig",
     "TrainingConfig",
     "ModuleConfig",
     "transformed_name",
+    "IMAGE_XF", "LABEL_XF", "IS_DEFECT_XF", "PATTERNS_XF", "LABEL_VOCABULARY",
+    # Re-exported from spanet.serving.contract, where they are defined.
+    "CLASS_ID", "CLASS_NAME", "DEFECT_SCORE", "DEFECTIVE", "FAMILIARITY", "NORMAL_PROBABILITY", "PATTERN_THRESHOLD",
+    "PATTERNS_PRESENT", "PROBABILITIES", "UNKNOWN", "UNKNOWN_CLASS",
 )

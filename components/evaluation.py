@@ -43,6 +43,8 @@ import tensorflow_model_analysis as tfma
 
 from components import clopper_pearson, recall_bounds
 from components.config import DEFECT_SCORE, IS_DEFECT_XF, LABEL_XF, PATTERNS_PRESENT, PATTERNS_XF, PROBABILITIES
+from spanet.data.classes import NORMAL_CLASS
+from spanet.serving.contract import EXAMPLES_SIGNATURE, LABELS_SIGNATURE
 from components.features import ASPECT_BUCKET_KEY, LABEL_KEY, SIZE_BUCKET_KEY, STAGE_KEY
 
 DEFECT_RECALL = "defect_recall"
@@ -57,8 +59,7 @@ EXACT_MATCH = "exact_match"
 #: Multi-label mode: per-pattern counts (binarized by pattern id), from which precision / recall / F1 follow.
 PATTERN_COUNTS = ("TruePositives", "FalseNegatives", "FalsePositives")
 #: The signature TFMA feeds serialized tf.Examples to, and the one that yields the labels.
-EVAL_SIGNATURE = "serving_examples"
-LABELS_SIGNATURE = "transform_features"
+EVAL_SIGNATURE = EXAMPLES_SIGNATURE
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class GateConfig:
     recall_tolerance: float = 0.005
     #: The classes slices and reports cover; () until the run's classes are resolved.
     class_names: Tuple[str, ...] = ()
-    normal_class: str = "none"
+    normal_class: str = NORMAL_CLASS
     #: Multi-label mode: the patterns (the model's output columns); () for single-label.
     patterns: Tuple[str, ...] = ()
     slice_features: Tuple[str, ...] = (STAGE_KEY, SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY)

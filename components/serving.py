@@ -54,7 +54,16 @@ from components.config import (  # noqa: E402
 )
 from components.operating_point import defect_score  # noqa: E402
 from spanet.augment import mean_over_orientations  # noqa: E402
-from spanet.explain import EXPLAIN_SIGNATURE, EXPLANATION, smooth_saliency  # noqa: E402
+from spanet.explain import smooth_saliency  # noqa: E402
+from spanet.serving.contract import (  # noqa: E402
+    DEFAULT_SIGNATURE,
+    EXAMPLES_INPUT,
+    EXAMPLES_SIGNATURE,
+    EXPLAIN_SIGNATURE,
+    EXPLANATION,
+    IMAGES_INPUT,
+    LABELS_SIGNATURE,
+)
 from spanet.export import export_saved_model  # noqa: E402
 from spanet.calibration import SIGMOID_BOUNDARY  # noqa: E402
 from spanet.data.classes import MIXED_LABEL_SEPARATOR, NORMAL_CLASS  # noqa: E402
@@ -63,10 +72,6 @@ from spanet.ood import STATISTICS, fit_envelope, input_statistics, multilabel_fa
 #: The defect score of an unknown input that is flagged: above the flag's 0.5, below a sure defect.
 UNKNOWN_DEFECT_SCORE = 0.75
 
-#: Name of the raw-image input of ``serving_default``.
-IMAGES_INPUT = "images"
-#: Name of the serialized-example input of ``serving_examples`` and ``transform_features``.
-EXAMPLES_INPUT = "examples"
 
 
 class ServingModel(tf.Module):
@@ -181,9 +186,9 @@ class ServingModel(tf.Module):
 
     def signatures(self) -> Dict[str, tf.types.experimental.GenericFunction]:
         return {
-            "serving_default": self.serve_images,
-            "serving_examples": self.serve_examples,
-            "transform_features": self.transform_features,
+            DEFAULT_SIGNATURE: self.serve_images,
+            EXAMPLES_SIGNATURE: self.serve_examples,
+            LABELS_SIGNATURE: self.transform_features,
             EXPLAIN_SIGNATURE: self.explain_images,
         }
 

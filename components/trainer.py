@@ -383,5 +383,5 @@ def run_fn(fn_args) -> None:
                            multilabel=image.multilabel)
     export_serving_model(fn_args.serving_model_dir, serving, extra_files={
         OPERATING_POINT_JSON: summary_json,
-        WARMUP_FILE: warmup_file_bytes(config.model_name, image.height, image.width, image.channels),
+        WARMUP_FILE: warmup_file_bytes(module_config.model_name, image.height, image.width, image.channels),
     })

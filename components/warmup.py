@@ -17,13 +17,9 @@ from typing import Iterable, List, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-#: Where TF Serving looks for the records inside a SavedModel version.
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
-#: Batch sizes warmed up; TF Serving's ``allowed_batch_sizes`` (pipeline/cluster.py) are these.
-WARMUP_BATCH_SIZES = (1, 8, 32)
-#: The signature and input the records call (components/serving.py).
-WARMUP_SIGNATURE = "serving_default"
-WARMUP_INPUT = "images"
+from spanet.serving.contract import DEFAULT_SIGNATURE as WARMUP_SIGNATURE  # noqa: E402  (the records call it)
+from spanet.serving.contract import IMAGES_INPUT as WARMUP_INPUT  # noqa: E402
+from spanet.serving.contract import WARMUP_BATCH_SIZES, WARMUP_FILE  # noqa: E402,F401
 
 
 def blank_wafer_png(height: int, width: int, channels: int = 1) -> bytes:

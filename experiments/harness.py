@@ -25,8 +25,7 @@ import numpy as np
 from spanet.data.classes import NORMAL_CLASS, WAFER_CLASSES
 from spanet.data.records import WaferRecord
 
-#: Synthetic class weights: like the pipeline's default set, ``none`` four times as common as each defect.
-DEFAULT_CLASS_MIX: Tuple[Tuple[str, float], ...] = ((NORMAL_CLASS, 4.0),) + tuple((c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)
+from spanet.data.generator import DEFAULT_CLASS_MIX  # noqa: E402  (the pipeline's default set's, too)
 
 
 @dataclass(frozen=True)

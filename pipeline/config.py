@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from components.config import ImageConfig, ModuleConfig, TrainingConfig
 from components.evaluation import GateConfig
-from spanet.data.classes import NORMAL_CLASS, WAFER_CLASSES
-from spanet.data.generator import RECIPE_VERSION, GeneratorConfig, PatternRanges
+from spanet.serving.contract import DEFAULT_MODEL_NAME
+from spanet.data.generator import DEFAULT_CLASS_MIX, RECIPE_VERSION, GeneratorConfig, PatternRanges
 
 #: Splits by lot: the Trainer fits on train, picks its operating point on eval; the gate judges test.
 #: A quarter goes to test so that the default data's test split holds ~830 defective wafers: the
@@ -48,7 +48,7 @@ class DefaultDataConfig:
     lot_size: int = 25
     # Relative class weights: `none` dominates as in real fabs (85% in WM-811K), less extreme so
     # that every defect class has enough test wafers for a per-class recall gate.
-    class_mix: Tuple[Tuple[str, float], ...] = (("none", 4.0),) + tuple((c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)
+    class_mix: Tuple[Tuple[str, float], ...] = DEFAULT_CLASS_MIX
     #: The generator's ranges and grid bounds (spanet.data.generator); the tests narrow them for a tiny, easy problem.
     ranges: PatternRanges = field(default_factory=PatternRanges)
     min_size: int = GeneratorConfig.min_size
@@ -90,7 +90,7 @@ class PipelineConfig:
     mixed: str = "classes"
     gate: Optional[GateConfig] = None  # None: the default gate over ``class_names``
     #: The name the model is served under (TF Serving's MODEL_NAME).
-    model_name: str = "spanet"
+    model_name: str = DEFAULT_MODEL_NAME
     #: Where the Pusher writes versions; None: ``output_root/serving/<model_name>``.
     serving_base_dir: Optional[str] = None
     #: Pipeline root; None: ``output_root/pipeline``. A gs:// or s3:// URI on a cluster.
@@ -160,7 +160,7 @@ class PipelineConfig:
 
     @property
     def module_config(self) -> ModuleConfig:
-        return ModuleConfig(image=self.image, training=replace(self.training, model_name=self.model_name))
+        return ModuleConfig(image=self.image, training=self.training, model_name=self.model_name)
 
     def with_updates(self, **changes) -> "PipelineConfig":
         """A copy with some fields changed (the config is frozen)."""

@@ -57,7 +57,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     parser.add_argument("--image-size", type=int, help="model input height and width in pixels")
     parser.add_argument("--channels", type=int, choices=[1, 3], help="1 for wafer maps / grey images, 3 for RGB")
     add_class_arguments(parser)
-    parser.add_argument("--model-name", default="spanet", help="name the model is served under")
+    parser.add_argument("--model-name", default=PipelineConfig.model_name, help="name the model is served under")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
     parser.add_argument("--verbose", action="store_true",
                         help="show the libraries' logs and warnings on the terminal (default: only in the run's log file)")

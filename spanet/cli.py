@@ -8,6 +8,8 @@ import argparse
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
+from spanet.serving.contract import DEFAULT_MODEL_NAME, DEFAULT_SIGNATURE
+
 #: Grid size of ``--format npz`` data sets when none is given (MixedWM38's 52 x 52).
 NPZ_DEFAULT_GRID = 52
 NPZ_FILE_NAME = "Wafer_Map_Datasets.npz"
@@ -142,9 +144,9 @@ def _add_predict(subparsers: "argparse._SubParsersAction") -> None:
                    help="table for people, csv or jsonl (one JSON object per input) for programs (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error for large inputs")
     p.add_argument("--server", default="localhost:8500", help="TF Serving gRPC address host:port (default: %(default)s)")
-    p.add_argument("--model-name", default="spanet", help="served model name (default: %(default)s)")
+    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="served model name (default: %(default)s)")
     p.add_argument("--model-version", type=int, default=None, help="pin a version (default: the newest served)")
-    p.add_argument("--signature", default="serving_default", help="signature to call (default: %(default)s)")
+    p.add_argument("--signature", default=DEFAULT_SIGNATURE, help="signature to call (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="images per request (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline of each request in seconds (default: %(default)s)")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server and model to be ready (default: %(default)s)")

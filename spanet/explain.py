@@ -24,9 +24,6 @@ import numpy as np
 
 from spanet._keras import keras, tf
 
-#: The SavedModel signature that answers explanations, and its map output (B, H, W) in [0, 1].
-EXPLAIN_SIGNATURE = "explain"
-EXPLANATION = "explanation"
 #: SmoothGrad: noisy copies per image, and the noise's standard deviation (inputs are in [0, 1]).
 SMOOTHGRAD_SAMPLES = 8
 SMOOTHGRAD_NOISE = 0.15
@@ -126,5 +123,5 @@ def peak(cam: np.ndarray) -> tuple:
     return divmod(index, np.shape(cam)[1])
 
 
-__all__ = ["EXPLAIN_SIGNATURE", "EXPLANATION", "smooth_saliency", "cam_layer", "grad_cam_model", "grad_cam",
+__all__ = ["smooth_saliency", "cam_layer", "grad_cam_model", "grad_cam",
            "to_shape", "overlay", "peak"]

@@ -25,7 +25,8 @@ from components.trainer import HISTORY_CSV, TRAINING_SUMMARY_JSON
 from components.wafer_example_gen.artifacts import SUMMARY_JSON as QUARANTINE_SUMMARY_JSON
 from spanet.data.classes import MIXED_LABEL_SEPARATOR, label_parts
 from spanet.data.imageio import decode_image
-from spanet.explain import EXPLAIN_SIGNATURE, EXPLANATION, to_shape
+from spanet.explain import to_shape
+from spanet.serving.contract import EXPLAIN_SIGNATURE, EXPLANATION
 
 #: Misclassified wafers kept while scanning, before the gallery's ordering picks the shown ones.
 _KEEP_MAX = 2000

@@ -148,6 +148,12 @@ class PatternRanges:
         return [(f.name, str(getattr(self, f.name))) for f in fields(self)]
 
 
+#: The project's default synthetic class weights: ``none`` four times as common as each defect class
+#: (the embedded default data and the experiments; ``GeneratorConfig.class_mix`` None is uniform).
+DEFAULT_CLASS_MIX: Tuple[Tuple[str, float], ...] = ((NORMAL_CLASS, 4.0),) + tuple(
+    (c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Everything that shapes a synthetic data set, in one place."""

@@ -16,6 +16,8 @@ name lists the present patterns in column order.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,20 +35,23 @@ from tensorflow_serving.apis import (
 )
 
 from spanet.serving.config import ClientConfig
+from spanet.serving.contract import (
+    CLASS_ID,
+    CLASS_NAME,
+    CLASS_NAMES_SIGNATURE,
+    DEFECT_SCORE,
+    DEFECTIVE,
+    FAMILIARITY,
+    OPTIONAL_OUTPUTS,
+    PATTERNS_PRESENT,
+    PROBABILITIES,
+    REQUIRED_OUTPUTS,
+    UNKNOWN,
+)
 from spanet.serving.tensors import from_tensor_proto, to_tensor_proto
 
-#: Output names of the model's ``serving_default`` (components/serving.py); checked against the metadata.
-PROBABILITIES, CLASS_ID, CLASS_NAME, DEFECTIVE, DEFECT_SCORE = "probabilities", "class_id", "class_name", "defective", "defect_score"
-REQUIRED_OUTPUTS = (PROBABILITIES, CLASS_ID, CLASS_NAME, DEFECTIVE, DEFECT_SCORE)
-#: Outputs of models that mark inputs unlike every class: ``unknown`` (bool) and ``familiarity`` (float).
-UNKNOWN, FAMILIARITY = "unknown", "familiarity"
-#: Output of multi-label models: 1 / 0 per pattern (the probabilities' columns), present or not.
-PATTERNS_PRESENT = "patterns_present"
-OPTIONAL_OUTPUTS = (UNKNOWN, FAMILIARITY, PATTERNS_PRESENT)
 #: Joins the patterns of a multi-label class name (spanet.data.classes.MIXED_LABEL_SEPARATOR).
 _PATTERN_SEPARATOR = "+"
-#: A zero-input signature returning the class order, used when the model has one.
-CLASS_NAMES_SIGNATURE = "class_names"
 _STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
 
 
@@ -230,7 +235,9 @@ class ServingClient:
     def wait_until_ready(self, timeout_s: float = 30.0, poll_s: float = 0.2) -> int:
         """Block until a version of the model is AVAILABLE; returns it. ServingUnavailableError after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        wait, last, reachable = poll_s, "no answer", False
+        # The client's own backoff, from `poll_s`, with as many attempts as the deadline allows.
+        backoffs = dataclasses.replace(self.config.retry, initial_backoff_s=poll_s, max_attempts=sys.maxsize).backoffs()
+        last, reachable = "no answer", False
         while True:
             request = get_model_status_pb2.GetModelStatusRequest()
             self._model_spec(request.model_spec)
@@ -252,8 +259,7 @@ class ServingClient:
                 raise ServingUnavailableError(
                     f"model {self.config.model_name!r} at {self.config.target} is not ready after {timeout_s:g} s ({last})"
                 )
-            time.sleep(min(wait, remaining))
-            wait = min(wait * 2, 2.0)
+            time.sleep(min(next(backoffs), remaining))
 
     # -- PredictionService ----------------------------------------------------------------------------
     def metadata(self, signature_name: Optional[str] = None) -> SignatureInfo:

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 
 #: gRPC's default message limit is 4 MiB: too small for a batch of images.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_SIGNATURE = "serving_default"
+from spanet.serving.contract import DEFAULT_MODEL_NAME, DEFAULT_SIGNATURE  # noqa: E402,F401  (DEFAULT_SIGNATURE re-exported)
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 #: Bytes of memory one declared pixel can take while the model decodes it (per channel decoded):
@@ -64,7 +64,7 @@ class ClientConfig:
     """How the client reaches TF Serving (or the local server) and what it asks for."""
 
     target: str = f"localhost:{DEFAULT_GRPC_PORT}"
-    model_name: str = "spanet"
+    model_name: str = DEFAULT_MODEL_NAME
     #: None: the newest version the server has; else a pinned version.
     model_version: Optional[int] = None
     signature_name: str = DEFAULT_SIGNATURE
@@ -119,7 +119,7 @@ class ServerConfig:
     """The local TF Serving stand-in: what it serves, where, and how it watches for new versions."""
 
     model_base_path: str
-    model_name: str = "spanet"
+    model_name: str = DEFAULT_MODEL_NAME
     host: str = "0.0.0.0"
     #: 0 picks a free port (tests); the bound port is reported by the server.
     port: int = DEFAULT_GRPC_PORT

@@ -14,9 +14,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from spanet.explain import EXPLAIN_SIGNATURE, EXPLANATION
-from spanet.serving.client import CLASS_ID, CLASS_NAME, PROBABILITIES, UNKNOWN, Prediction, predictions_from_outputs
-from spanet.serving.config import DEFAULT_SIGNATURE
+from spanet.serving.client import Prediction, predictions_from_outputs
+from spanet.serving.contract import (CLASS_ID, CLASS_NAME, DEFAULT_SIGNATURE, EXPLAIN_SIGNATURE, EXPLANATION,
+                                     PROBABILITIES, UNKNOWN)
 from spanet.serving.model_manager import SAVED_MODEL_FILES, list_versions
 
 

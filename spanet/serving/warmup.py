@@ -12,13 +12,12 @@ from typing import Dict
 
 import tensorflow as tf
 
-from spanet.serving.config import DEFAULT_SIGNATURE
+from spanet.serving.contract import DEFAULT_SIGNATURE, WARMUP_FILE
 from spanet.serving.errors import ServingError
 from spanet.serving.model_manager import ServableVersion
 
 log = logging.getLogger("spanet.serving")
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 #: TF Serving replays at most this many warm-up records.
 MAX_WARMUP_RECORDS = 1000
 

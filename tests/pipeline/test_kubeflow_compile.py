@@ -129,7 +129,7 @@ def test_pvc_storage_mounts_the_models_volume_in_the_pushers_pod(tmp_path):
     from pipeline.run_kubeflow import configs_from_args, parse_args
 
     config, kubeflow = configs_from_args(*parse_args(["--serving-pvc", "spanet-models", "--model-name", "wafers"]))
-    assert config.serving_dir == "/models/wafers" and config.module_config.training.model_name == "wafers"
+    assert config.serving_dir == "/models/wafers" and config.module_config.model_name == "wafers"
     executors = kubernetes_platform(kubeflow)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors == {"Pusher_executor": {"pvcMount": [{"constant": "spanet-models", "mountPath": "/models"}]}}
     assert kubernetes_platform(KubeflowConfig()) == {}

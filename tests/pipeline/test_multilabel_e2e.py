@@ -5,7 +5,6 @@ recall and the exact-match rate."""
 
 import json
 import os
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -18,7 +18,6 @@ from components.eval_summary import summarize_evaluation
 from components.operating_point import MIN_THRESHOLD
 from pipeline.results import read_results
 from pipeline.run_local import EXIT_REFUSED, run
-from spanet.data.convention import die_map_to_image
 from spanet.data.generator import generate_wafer_maps
 from spanet.data.imageio import encode_png
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spanet._keras import keras, tf
+from spanet._keras import tf
 from spanet.layers import CosineClassifier, ScaledSoftmax, SelfAttention, SelfProliferation, SPABlock, hard_sigmoid
 from spanet.layers.proliferation import intrinsic_channels, proliferation_multiplier
 

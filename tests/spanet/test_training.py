@@ -3,7 +3,7 @@
 import numpy as np
 
 from spanet import CircleLoss, build_spanet, make_learning_rate, make_optimizer
-from spanet._keras import keras, tf
+from spanet._keras import tf
 
 
 def _separable_images(count, seed):
