@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench lock clean
+.PHONY: setup run test lint bench lock clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -14,6 +14,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: setup
 	$(PY) benchmarks/bench_model.py $(ARGS)

@@ -31,7 +31,6 @@ import numpy as np  # noqa: E402
 from spanet.serving.contract import DEFAULT_SIGNATURE  # noqa: E402
 
 
-
 def newest_version(model_dir: str) -> str:
     """A SavedModel folder: ``model_dir`` itself, or its newest numeric version (TF Serving layout)."""
     if os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
@@ -46,12 +45,16 @@ def test_split_pngs(output_root: str) -> tuple:
     """(PNG bytes, labels) of the newest pipeline run's test split."""
     import tensorflow as tf
 
-    folders = sorted(glob.glob(os.path.join(output_root, "pipeline", "WaferExampleGen", "examples", "*", "Split-test")),
-                     key=lambda p: int(p.split(os.sep)[-2]))
+    folders = sorted(
+        glob.glob(os.path.join(output_root, "pipeline", "WaferExampleGen", "examples", "*", "Split-test")),
+        key=lambda p: int(p.split(os.sep)[-2]),
+    )
     if not folders:
         raise SystemExit(f"bench_cross_recipe: no test split under {output_root!r}/pipeline (run the pipeline first)")
     images, labels = [], []
-    for record in tf.data.TFRecordDataset(sorted(glob.glob(os.path.join(folders[-1], "*.gz"))), compression_type="GZIP"):
+    for record in tf.data.TFRecordDataset(
+        sorted(glob.glob(os.path.join(folders[-1], "*.gz"))), compression_type="GZIP"
+    ):
         example = tf.train.Example.FromString(record.numpy())
         images.append(example.features.feature["image"].bytes_list.value[0])
         labels.append(example.features.feature["label"].bytes_list.value[0].decode())
@@ -65,7 +68,7 @@ def predict(model, pngs: Sequence[bytes], batch: int = 256) -> Dict[str, np.ndar
     serve = model.signatures[DEFAULT_SIGNATURE]
     names, flags, unknown = [], [], []
     for start in range(0, len(pngs), batch):
-        out = serve(images=tf.constant(list(pngs[start:start + batch])))
+        out = serve(images=tf.constant(list(pngs[start : start + batch])))
         names += [n.decode() for n in out["class_name"].numpy()]
         flags += list(out["defective"].numpy().astype(bool))
         unknown += list(out["unknown"].numpy().astype(bool)) if "unknown" in out else [False] * len(out["defective"])
@@ -113,17 +116,25 @@ def markdown(results: Dict) -> str:
     def fmt(value, digits=3):
         return "–" if value is None else f"{value:.{digits}f}"
 
-    for key, label in (("wafers", "wafers"), ("defective", "defective wafers"), ("defect_recall", "defect recall"),
-                       ("defect_recall_lower_95", "defect recall, one-sided 95 % lower bound"),
-                       ("missed_defects", "missed defects"), ("false_alarm_rate", "false-alarm rate"),
-                       ("unknown_rate_normal", "normal wafers marked unknown"), ("accuracy", "accuracy"),
-                       ("macro_f1", "macro-F1")):
+    for key, label in (
+        ("wafers", "wafers"),
+        ("defective", "defective wafers"),
+        ("defect_recall", "defect recall"),
+        ("defect_recall_lower_95", "defect recall, one-sided 95 % lower bound"),
+        ("missed_defects", "missed defects"),
+        ("false_alarm_rate", "false-alarm rate"),
+        ("unknown_rate_normal", "normal wafers marked unknown"),
+        ("accuracy", "accuracy"),
+        ("macro_f1", "macro-F1"),
+    ):
         a, b = test.get(key), stress.get(key)
         rows.append(f"| {label} | {a if isinstance(a, int) else fmt(a)} | {b if isinstance(b, int) else fmt(b)} |")
     rows += ["", "| class | test recall (support) | stress recall (support) |", "|---|---|---|"]
     for name in stress["per_class"]:
         t, s = test["per_class"].get(name, {}), stress["per_class"][name]
-        rows.append(f"| {name} | {fmt(t.get('recall'))} ({t.get('support', 0)}) | {fmt(s['recall'])} ({s['support']}) |")
+        rows.append(
+            f"| {name} | {fmt(t.get('recall'))} ({t.get('support', 0)}) | {fmt(s['recall'])} ({s['support']}) |"
+        )
     rows += ["", "| probe | answered unknown | flagged defective |", "|---|---|---|"]
     for name, probe in results["probes"].items():
         rows.append(f"| {name} | {probe['unknown']}/{probe['count']} | {probe['flagged']}/{probe['count']} |")
@@ -146,8 +157,10 @@ def plot(results: Dict, path: str) -> None:
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("recall")
-    ax.set_title(f"defect recall {results['test_split']['defect_recall']:.3f} / {results['stress']['defect_recall']:.3f}, "
-                 f"macro-F1 {results['test_split']['macro_f1']:.3f} / {results['stress']['macro_f1']:.3f}")
+    ax.set_title(
+        f"defect recall {results['test_split']['defect_recall']:.3f} / {results['stress']['defect_recall']:.3f}, "
+        f"macro-F1 {results['test_split']['macro_f1']:.3f} / {results['stress']['macro_f1']:.3f}"
+    )
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -156,12 +169,18 @@ def plot(results: Dict, path: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output-root", default="spanet_output", help="the pipeline run's output root (default: %(default)s)")
+    parser.add_argument(
+        "--output-root", default="spanet_output", help="the pipeline run's output root (default: %(default)s)"
+    )
     parser.add_argument("--model-dir", help="SavedModel or TF Serving base dir (default: OUTPUT_ROOT/serving/spanet)")
     parser.add_argument("--train", action="store_true", help="run the default pipeline into OUTPUT_ROOT first")
-    parser.add_argument("--count", type=int, default=2700, help="stress maps, classes equally often (default: %(default)s)")
+    parser.add_argument(
+        "--count", type=int, default=2700, help="stress maps, classes equally often (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=2026, help="stress-set seed (default: %(default)s)")
-    parser.add_argument("--results-dir", default="docs/results", help="where the JSON / Markdown / PNG go (default: %(default)s)")
+    parser.add_argument(
+        "--results-dir", default="docs/results", help="where the JSON / Markdown / PNG go (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.count < 9:
         parser.error(f"--count must be at least 9 (one map per class), got {args.count}")
@@ -181,7 +200,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     version = newest_version(args.model_dir or os.path.join(args.output_root, "serving", "spanet"))
     model = tf.saved_model.load(version)
-    class_names = [c.decode() for c in model.class_names.numpy()] if hasattr(model, "class_names") else list(WAFER_CLASSES)
+    class_names = (
+        [c.decode() for c in model.class_names.numpy()] if hasattr(model, "class_names") else list(WAFER_CLASSES)
+    )
     started = time.time()
     test_pngs, test_labels = test_split_pngs(args.output_root)
     stress = generate_stress_maps(args.count, args.seed)
@@ -189,14 +210,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = {
         "model": version,
         "test_split": score(test_labels, predict(model, test_pngs), class_names, NORMAL_CLASS),
-        "stress": score([r.label for r in stress], predict(model, [encode_png(r.image) for r in stress]), class_names, NORMAL_CLASS),
+        "stress": score(
+            [r.label for r in stress], predict(model, [encode_png(r.image) for r in stress]), class_names, NORMAL_CLASS
+        ),
         "probes": {},
         "stress_seed": args.seed,
     }
     for name, pngs in unknown_probes().items():
         out = predict(model, pngs)
-        results["probes"][name] = {"count": len(pngs), "unknown": int(out["unknown"].sum()), "flagged": int(out["defective"].sum()),
-                                   "answers": [str(n) for n in out["class_name"]]}
+        results["probes"][name] = {
+            "count": len(pngs),
+            "unknown": int(out["unknown"].sum()),
+            "flagged": int(out["defective"].sum()),
+            "answers": [str(n) for n in out["class_name"]],
+        }
     results["seconds"] = round(time.time() - started, 1)
     table = markdown(results)
     print(f"model {version}\n")
@@ -205,8 +232,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(os.path.join(args.results_dir, "cross_recipe.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2, allow_nan=False)
     with open(os.path.join(args.results_dir, "cross_recipe.md"), "w", encoding="utf-8") as handle:
-        handle.write(f"# Cross-recipe benchmark\n\nModel: `{os.path.relpath(version)}`; stress set: {len(stress)} maps "
-                     f"(`spanet.data.stress`, seed {args.seed}).\n\n{table}")
+        handle.write(
+            f"# Cross-recipe benchmark\n\nModel: `{os.path.relpath(version)}`; stress set: {len(stress)} maps "
+            f"(`spanet.data.stress`, seed {args.seed}).\n\n{table}"
+        )
     plot(results, os.path.join(args.results_dir, "cross_recipe.png"))
     print(f"wrote {args.results_dir}/cross_recipe.{{json,md,png}}")
     return 0

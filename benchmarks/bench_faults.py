@@ -53,11 +53,17 @@ SMALL_RUN = ["--count", "500", "--epochs", "3", "--image-size", "32", "--width",
 
 def _png_declaring(width: int, height: int) -> bytes:
     """A valid PNG header declaring width x height grey pixels, with one row of data (a decompression bomb's shape)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def bad_inputs(folder: str) -> Dict[str, str]:
@@ -105,8 +111,9 @@ def ingestion_faults(work: str, count: int) -> Tuple[int, int, int]:
     cases = bad_inputs(data)
     db = os.path.join(work, "metadata.sqlite")
     pipeline = tfx.dsl.Pipeline(
-        pipeline_name="bench-faults", pipeline_root=os.path.join(work, "root"), components=[
-            WaferExampleGen(data_path=data, data_format="png")],
+        pipeline_name="bench-faults",
+        pipeline_root=os.path.join(work, "root"),
+        components=[WaferExampleGen(data_path=data, data_format="png")],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
         beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
     )
@@ -157,8 +164,13 @@ def kill_at(component: str, work: str) -> Dict[str, object]:
     results = read_results(os.path.join(output_root, "metadata", "metadata.sqlite"), since_ms=int(started * 1000))
     own = bool(results.model_uri) and os.path.exists(results.model_uri)
     shutil.rmtree(output_root, ignore_errors=True)
-    return {"killed": killed, "exit": rerun.returncode, "pushed": bool(results.pushed), "own_artifacts": own,
-            "rerun_s": round(time.time() - started)}
+    return {
+        "killed": killed,
+        "exit": rerun.returncode,
+        "pushed": bool(results.pushed),
+        "own_artifacts": own,
+        "rerun_s": round(time.time() - started),
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -175,12 +187,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bad inputs tried {tried} / clear errors {clear} / records lost {lost} (must be 0)")
         failures += (clear != tried) + (lost != 0)
         if not args.skip_kills:
-            print(f"\n2. A kill (SIGKILL) as each component starts, then the same command again ({' '.join(SMALL_RUN)})")
+            print(
+                f"\n2. A kill (SIGKILL) as each component starts, then the same command again ({' '.join(SMALL_RUN)})"
+            )
             print(f"  {'component':<20} killed  rerun exit  pushed  own artifacts  rerun s")
             for component in args.components.split(","):
                 outcome = kill_at(component, work)
-                print(f"  {component:<20} {str(outcome['killed']):<7} {outcome['exit']:<11} {str(outcome['pushed']):<7} "
-                      f"{str(outcome['own_artifacts']):<14} {outcome['rerun_s']}", flush=True)
+                print(
+                    f"  {component:<20} {str(outcome['killed']):<7} {outcome['exit']:<11} {str(outcome['pushed']):<7} "
+                    f"{str(outcome['own_artifacts']):<14} {outcome['rerun_s']}",
+                    flush=True,
+                )
                 # The small run's gate may refuse its 3-epoch model: a finished run and its own artifacts count.
                 failures += outcome["exit"] not in (0, EXIT_REFUSED) or not outcome["own_artifacts"]
     finally:

@@ -35,7 +35,10 @@ def bench_generation(count: int, repeats: int) -> None:
             t = time.perf_counter()
             n = sum(1 for _ in iter_wafer_maps(count, seed=r, config=config))
             rates.append(n / (time.perf_counter() - t))
-        print(f"generate {name:>6}: {statistics.median(rates):9.0f} maps/s  (median of {repeats} x {count} maps)", flush=True)
+        print(
+            f"generate {name:>6}: {statistics.median(rates):9.0f} maps/s  (median of {repeats} x {count} maps)",
+            flush=True,
+        )
 
 
 def bench_ingestion(sizes: List[int], fmt: str, modes: List[str], repeats: int, workdir: str) -> None:
@@ -58,8 +61,12 @@ def bench_ingestion(sizes: List[int], fmt: str, modes: List[str], repeats: int, 
                 root = os.path.join(workdir, f"run-{size}-{mode}-{r}")
                 gen = WaferExampleGen(data_path=data, data_format=fmt, seed=0)
                 pipeline = tfx.dsl.Pipeline(
-                    pipeline_name="bench-ingest", pipeline_root=root, components=[gen],
-                    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(root + ".db"),
+                    pipeline_name="bench-ingest",
+                    pipeline_root=root,
+                    components=[gen],
+                    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                        root + ".db"
+                    ),
                     beam_pipeline_args=MODES[mode],
                 )
                 t = time.perf_counter()
@@ -67,8 +74,11 @@ def bench_ingestion(sizes: List[int], fmt: str, modes: List[str], repeats: int, 
                 times.append(time.perf_counter() - t)
                 shutil.rmtree(root, ignore_errors=True)
             wall = statistics.median(times)
-            print(f"ingest {fmt} {size:>7} maps {mode:>16}: {wall:7.1f}s  {size / wall:8.0f} examples/s "
-                  f"(median of {repeats}, includes the component's fixed start-up)", flush=True)
+            print(
+                f"ingest {fmt} {size:>7} maps {mode:>16}: {wall:7.1f}s  {size / wall:8.0f} examples/s "
+                f"(median of {repeats}, includes the component's fixed start-up)",
+                flush=True,
+            )
         shutil.rmtree(data, ignore_errors=True)
 
 

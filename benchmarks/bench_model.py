@@ -62,8 +62,11 @@ class Variant:
 
 def spanet_variants() -> List[Variant]:
     return [
-        Variant("published code: 1-channel softmax, layer by layer",
-                build_kwargs=dict(reference_attention=True, fused=False), fused_optimizer=False),
+        Variant(
+            "published code: 1-channel softmax, layer by layer",
+            build_kwargs=dict(reference_attention=True, fused=False),
+            fused_optimizer=False,
+        ),
         Variant("SP&A-Net, paper attention, layer by layer", build_kwargs=dict(fused=False), fused_optimizer=False),
         Variant("SP&A-Net, CPU fast paths (fused=True, default)"),
         Variant("  + frozen inference graph", inference="frozen", train=False),
@@ -95,7 +98,9 @@ def flops_per_image(build: Callable) -> float:
         tf.graph_util.import_graph_def(graph_def, name="")
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
-        profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
+        profile = tf.compat.v1.profiler.profile(
+            graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
+        )
     return float(profile.total_float_ops)
 
 
@@ -112,8 +117,11 @@ def frozen_inference(model, batches_per_call: int = 1) -> Callable:
         function = tf.function(lambda x: model(x, training=False))
         spec = tf.TensorSpec([None, *INPUT_SHAPE], tf.float32)
     else:
-        function = tf.function(lambda xs: tf.map_fn(
-            lambda x: model(x, training=False), xs, parallel_iterations=1, fn_output_signature=tf.float32))
+        function = tf.function(
+            lambda xs: tf.map_fn(
+                lambda x: model(x, training=False), xs, parallel_iterations=1, fn_output_signature=tf.float32
+            )
+        )
         spec = tf.TensorSpec([None, None, *INPUT_SHAPE], tf.float32)
     return convert_variables_to_constants_v2(function.get_concrete_function(spec))
 
@@ -130,11 +138,14 @@ class Worker:
 
         self.variant = variant
         if variant.model == "spanet":
+
             def build():
                 return build_spanet(num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE, **variant.build_kwargs)
         else:
+
             def build():
                 return build_model(variant.model, num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE)
+
         self.flops = flops_per_image(build)  # counted in float32 for every variant
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if variant.bfloat16 else "float32")
@@ -144,15 +155,19 @@ class Worker:
         self.x = rng.uniform(size=(count, *INPUT_SHAPE)).astype(np.float32)
         y = rng.randint(0, NUM_CLASSES, size=count)
         # Autotuning off: otherwise every pass ends on the autotuner's next wake-up (2.56 s, 5.12 s, ...).
-        self.dataset = without_autotuning(tf.data.Dataset.from_tensor_slices((self.x, y)).batch(batch).cache().prefetch(2))
+        self.dataset = without_autotuning(
+            tf.data.Dataset.from_tensor_slices((self.x, y)).batch(batch).cache().prefetch(2)
+        )
         images = without_autotuning(tf.data.Dataset.from_tensor_slices(self.x).batch(batch).cache().prefetch(2))
         if variant.fused_optimizer:
             optimizer = make_optimizer("nag", 1e-3)
         else:
             optimizer = keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True)
         self.model.compile(
-            optimizer=optimizer, loss=CircleLoss(),
-            steps_per_execution=variant.steps_per_execution, jit_compile=variant.jit_compile,
+            optimizer=optimizer,
+            loss=CircleLoss(),
+            steps_per_execution=variant.steps_per_execution,
+            jit_compile=variant.jit_compile,
         )
         if variant.train:
             self.model.fit(self.dataset, epochs=1, verbose=0)  # trace and warm up
@@ -160,7 +175,7 @@ class Worker:
             self.infer = lambda: self.model.predict(images, verbose=0)
         elif variant.inference == "frozen":
             frozen = frozen_inference(self.model)
-            batches = [tf.constant(self.x[i:i + batch]) for i in range(0, count, batch)]
+            batches = [tf.constant(self.x[i : i + batch]) for i in range(0, count, batch)]
             self.infer = lambda: [frozen(b) for b in batches]
         else:
             frozen = frozen_inference(self.model, batches_per_call=variant.batches)
@@ -202,7 +217,9 @@ class WorkerProcess:
 
     def __init__(self, index: int, group: str, batch: int):
         command = [sys.executable, os.path.abspath(__file__), "--worker", group, str(index), "--batch", str(batch)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         self.info = self._read()
 
     def _read(self) -> Dict[str, Any]:
@@ -280,7 +297,9 @@ def format_rate(row: Dict[str, Any], what: str) -> str:
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    header = f"{'model':<52} {'params':>10} {'MFLOP/img':>10} {'train img/s':>14} {'infer img/s':>14} {'infer GFLOP/s':>14}"
+    header = (
+        f"{'model':<52} {'params':>10} {'MFLOP/img':>10} {'train img/s':>14} {'infer img/s':>14} {'infer GFLOP/s':>14}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -288,8 +307,10 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
             print(f"{row['name']:<52} failed: {row['error']}")
             continue
         gflops = row["flops"] * row["infer"] / 1e9 if "infer" in row else float("nan")
-        print(f"{row['name']:<52} {row['params']:>10,} {row['flops'] / 1e6:>10.1f} {format_rate(row, 'train'):>14} "
-              f"{format_rate(row, 'infer'):>14} {gflops:>14.1f}")
+        print(
+            f"{row['name']:<52} {row['params']:>10,} {row['flops'] / 1e6:>10.1f} {format_rate(row, 'train'):>14} "
+            f"{format_rate(row, 'infer'):>14} {gflops:>14.1f}"
+        )
 
 
 def print_summary(rows: List[Dict[str, Any]], peak: Optional[float]) -> None:
@@ -304,13 +325,20 @@ def print_summary(rows: List[Dict[str, Any]], peak: Optional[float]) -> None:
     best_train = max(fp32, key=lambda row: row.get("train", 0))
     best_infer = max(fp32, key=lambda row: row.get("infer", 0))
     print("\nTargets (float32, same architecture, parameters and batch):")
-    print(f"  training  >= {TARGET_TRAIN:.0f} img/s: median {best_train['train']:.0f} "
-          f"({best_train['name'].strip()}) -> {'met' if best_train['train'] >= TARGET_TRAIN else 'missed'}")
-    print(f"  inference >= {TARGET_INFER:.0f} img/s: median {best_infer['infer']:.0f} "
-          f"({best_infer['name'].strip()}) -> {'met' if best_infer['infer'] >= TARGET_INFER else 'missed'}")
+    print(
+        f"  training  >= {TARGET_TRAIN:.0f} img/s: median {best_train['train']:.0f} "
+        f"({best_train['name'].strip()}) -> {'met' if best_train['train'] >= TARGET_TRAIN else 'missed'}"
+    )
+    print(
+        f"  inference >= {TARGET_INFER:.0f} img/s: median {best_infer['infer']:.0f} "
+        f"({best_infer['name'].strip()}) -> {'met' if best_infer['infer'] >= TARGET_INFER else 'missed'}"
+    )
     if peak:
         rate = best_infer["infer"] * best_infer["flops"] / 1e9
-        print(f"  best inference arithmetic rate {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% of the ~{peak:.0f} GFLOP/s FP32 peak")
+        print(
+            f"  best inference arithmetic rate {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% "
+            f"of the ~{peak:.0f} GFLOP/s FP32 peak"
+        )
 
 
 def plot_rows(rows: List[Dict[str, Any]], path: str) -> None:
@@ -355,7 +383,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     rounds = args.rounds or (3 if args.quick else 5)
     peak = cpu_peak_gflops()
     print(f"CPU: {os.cpu_count()} cores" + (f", FP32 peak ~{peak:.0f} GFLOP/s" if peak else ""))
-    print(f"input {INPUT_SHAPE}, batch {args.batch}, {rounds} interleaved rounds; cells: median (best round)\n", flush=True)
+    print(
+        f"input {INPUT_SHAPE}, batch {args.batch}, {rounds} interleaved rounds; cells: median (best round)\n",
+        flush=True,
+    )
     results: Dict[str, List[Dict[str, Any]]] = {}
     for group in ["spanet"] + ([] if args.quick else ["baselines"]):
         print(f"[{group}]", flush=True)

@@ -1,6 +1,6 @@
 """Wall time of the local pipeline: from a clean output root to a pushed model, then cached reruns.
 
-    python benchmarks/bench_pipeline.py                     # default data (pipeline.config.DefaultDataConfig), 1 clean + 2 cached runs
+    python benchmarks/bench_pipeline.py  # default data (pipeline.config.DefaultDataConfig), 1 clean + 2 cached runs
     python benchmarks/bench_pipeline.py --count 1000 --cached-runs 3
 
 Each run is a separate process (as a user runs it); the per-component breakdown comes
@@ -63,9 +63,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             wall_cached, components_cached, _ = timed_run(root, extra)
             cached.append(wall_cached)
             busiest = max(components_cached.items(), key=lambda kv: kv[1], default=("-", 0.0))
-            print(f"cached run {i + 1}: wall {wall_cached:.0f} s (slowest component: {busiest[0]} {busiest[1]:.1f} s)", flush=True)
+            print(
+                f"cached run {i + 1}: wall {wall_cached:.0f} s (slowest component: {busiest[0]} {busiest[1]:.1f} s)",
+                flush=True,
+            )
         if cached:
-            print(f"\nclean {wall:.0f} s (target <= 600 s); cached median {statistics.median(cached):.0f} s (target <= 60 s)")
+            print(
+                f"\nclean {wall:.0f} s (target <= 600 s); "
+                f"cached median {statistics.median(cached):.0f} s (target <= 60 s)"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -85,9 +85,25 @@ class ServeProcess:
 
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spanet.cli", "serve", "--model-base-path", self.base, "--host", "127.0.0.1", "--port", "0",
-             "--poll-seconds", "3600", "--max-workers", str(self.workers)],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "spanet.cli",
+                "serve",
+                "--model-base-path",
+                self.base,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--poll-seconds",
+                "3600",
+                "--max-workers",
+                str(self.workers),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         for _ in range(1200):
             text = open(self.log.name).read()
@@ -115,7 +131,9 @@ def make_images(count: int) -> List[bytes]:
     return [encode_png(r.image) for r in generate_wafer_maps(count, 7, min_size=32, max_size=64)]
 
 
-def drive(call: Callable[[int, List[bytes]], None], images: List[bytes], batch: int, clients: int, requests: int) -> Run:
+def drive(
+    call: Callable[[int, List[bytes]], None], images: List[bytes], batch: int, clients: int, requests: int
+) -> Run:
     """`clients` threads share `requests` calls of `batch` images; latency of every call and total wall time."""
     per_client = max(1, requests // clients)
     latencies: List[List[float]] = [[] for _ in range(clients)]
@@ -148,12 +166,18 @@ def drive(call: Callable[[int, List[bytes]], None], images: List[bytes], batch: 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-base-path", default=None, help="TF Serving base directory (default: train a tiny model)")
+    parser.add_argument(
+        "--model-base-path", default=None, help="TF Serving base directory (default: train a tiny model)"
+    )
     parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
     parser.add_argument("--batch1-requests", type=int, default=400, help="requests per batch-1 setting and repeat")
     parser.add_argument("--batch32-requests", type=int, default=48, help="requests per batch-32 setting and repeat")
-    parser.add_argument("--server", choices=("subprocess", "in-process"), default="subprocess",
-                        help="run `spanet serve` as its own process (like TF Serving; default) or in this process")
+    parser.add_argument(
+        "--server",
+        choices=("subprocess", "in-process"),
+        default="subprocess",
+        help="run `spanet serve` as its own process (like TF Serving; default) or in this process",
+    )
     args = parser.parse_args(argv)
     config = BenchConfig(repeats=args.repeats, requests={1: args.batch1_requests, 32: args.batch32_requests})
 
@@ -176,10 +200,19 @@ def main(argv=None) -> int:
     if args.server == "subprocess":
         server = ServeProcess(base, max(config.client_counts)).start()
     else:
-        server = LocalServer(ServerConfig(model_base_path=base, host="127.0.0.1", port=0, poll_interval_s=3600,
-                                          max_workers=max(config.client_counts))).start()
-    clients = [ServingClient(ClientConfig(target=f"127.0.0.1:{server.port}", batch_size=64, timeout_s=60))
-               for _ in range(max(config.client_counts))]
+        server = LocalServer(
+            ServerConfig(
+                model_base_path=base,
+                host="127.0.0.1",
+                port=0,
+                poll_interval_s=3600,
+                max_workers=max(config.client_counts),
+            )
+        ).start()
+    clients = [
+        ServingClient(ClientConfig(target=f"127.0.0.1:{server.port}", batch_size=64, timeout_s=60))
+        for _ in range(max(config.client_counts))
+    ]
 
     def over_grpc(k: int, chunk: List[bytes]) -> None:
         clients[k].predict_images(chunk)
@@ -197,7 +230,8 @@ def main(argv=None) -> int:
                 for n_clients in config.client_counts:
                     for mode, call in (("in-process", in_process), ("gRPC", over_grpc)):
                         runs_of.setdefault((batch, n_clients, mode), []).append(
-                            drive(call, images, batch, n_clients, config.requests_for(batch)))
+                            drive(call, images, batch, n_clients, config.requests_for(batch))
+                        )
         for batch in config.batch_sizes:
             for n_clients in config.client_counts:
                 for mode in ("in-process", "gRPC"):
@@ -210,16 +244,25 @@ def main(argv=None) -> int:
                         "requests": sum(len(r.latencies_s) + r.errors for r in runs),
                     }
                     row = results[(batch, n_clients, mode)]
-                    print(f"batch {batch:>2}  clients {n_clients}  {mode:<10}  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
-                          f"{row['img_s']:8.0f} img/s  errors {row['errors']}", flush=True)
+                    print(
+                        f"batch {batch:>2}  clients {n_clients}  {mode:<10}  p50 {row['p50_ms']:7.2f} ms  "
+                        f"p99 {row['p99_ms']:7.2f} ms  "
+                        f"{row['img_s']:8.0f} img/s  errors {row['errors']}",
+                        flush=True,
+                    )
     finally:
         for c in clients:
             c.close()
         server.stop()
 
-    print(f"\nmodel {base}/{version}; server: {args.server}; medians of {config.repeats} repeats; "
-          f"{config.requests_for(1)} requests at batch 1, {config.requests_for(32)} at batch 32 per repeat\n")
-    print("| batch | clients | in-process p50 / p99 ms | gRPC p50 / p99 ms | in-process img/s | gRPC img/s | gRPC overhead | gRPC p99/p50 | errors |")
+    print(
+        f"\nmodel {base}/{version}; server: {args.server}; medians of {config.repeats} repeats; "
+        f"{config.requests_for(1)} requests at batch 1, {config.requests_for(32)} at batch 32 per repeat\n"
+    )
+    print(
+        "| batch | clients | in-process p50 / p99 ms | gRPC p50 / p99 ms | "
+        "in-process img/s | gRPC img/s | gRPC overhead | gRPC p99/p50 | errors |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     checks = []
     for batch in config.batch_sizes:
@@ -228,14 +271,28 @@ def main(argv=None) -> int:
             overhead = a["img_s"] / g["img_s"] - 1.0
             ratio = g["p99_ms"] / g["p50_ms"]
             if batch == 32:
-                checks.append((f"gRPC overhead at batch 32, {n_clients} client(s): {overhead:+.1%} (<= {config.max_overhead:.0%})",
-                               overhead <= config.max_overhead))
+                checks.append(
+                    (
+                        f"gRPC overhead at batch 32, {n_clients} client(s): "
+                        f"{overhead:+.1%} (<= {config.max_overhead:.0%})",
+                        overhead <= config.max_overhead,
+                    )
+                )
             if batch == 1:
-                checks.append((f"gRPC p99/p50 at batch 1, {n_clients} client(s): {ratio:.2f} (<= {config.max_p99_over_p50:g}; "
-                               f"in-process {a['p99_ms'] / a['p50_ms']:.2f})", ratio <= config.max_p99_over_p50))
+                checks.append(
+                    (
+                        f"gRPC p99/p50 at batch 1, {n_clients} client(s): {ratio:.2f} (<= {config.max_p99_over_p50:g}; "
+                        f"in-process {a['p99_ms'] / a['p50_ms']:.2f})",
+                        ratio <= config.max_p99_over_p50,
+                    )
+                )
             checks.append((f"gRPC errors at batch {batch}, {n_clients} client(s): {g['errors']} (0)", g["errors"] == 0))
-            print(f"| {batch} | {n_clients} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {g['p50_ms']:.2f} / {g['p99_ms']:.2f} | "
-                  f"{a['img_s']:.0f} | {g['img_s']:.0f} | {overhead * 100:+.1f}% | {ratio:.2f} | {g['errors']} of {g['requests']} |")
+            print(
+                f"| {batch} | {n_clients} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | "
+                f"{g['p50_ms']:.2f} / {g['p99_ms']:.2f} | "
+                f"{a['img_s']:.0f} | {g['img_s']:.0f} | {overhead * 100:+.1f}% | "
+                f"{ratio:.2f} | {g['errors']} of {g['requests']} |"
+            )
     print("\ntargets:")
     for text, ok in checks:
         print(f"  {'met    ' if ok else 'NOT MET'}  {text}")

@@ -60,13 +60,16 @@ MIB = 1024 * 1024
 
 def _load_test_helpers():
     """tests/serving/conftest.py, for its one PNG builder (encode_blank_png)."""
-    spec = importlib.util.spec_from_file_location("serving_test_conftest", os.path.join(ROOT, "tests", "serving", "conftest.py"))
+    spec = importlib.util.spec_from_file_location(
+        "serving_test_conftest", os.path.join(ROOT, "tests", "serving", "conftest.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 # -- the server, in its own process ----------------------------------------------------------------------------------
+
 
 def serve(base: str) -> int:
     """Child mode: the local server with default limits on free loopback ports; prints them, runs until SIGTERM."""
@@ -76,13 +79,30 @@ def serve(base: str) -> int:
     from spanet.serving.server import LocalServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(model_base_path=base, host="127.0.0.1", port=0, rest_port=0, poll_interval_s=POLL_S,
-                          rest_read_timeout_s=REST_READ_TIMEOUT_S, load_retry_max_s=2.0)
+    config = ServerConfig(
+        model_base_path=base,
+        host="127.0.0.1",
+        port=0,
+        rest_port=0,
+        poll_interval_s=POLL_S,
+        rest_read_timeout_s=REST_READ_TIMEOUT_S,
+        load_retry_max_s=2.0,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalServer(config) as server:
-        print(json.dumps({"grpc": server.port, "rest": server.rest_port, "limits": dataclasses.asdict(config.limits),
-                          "max_workers": config.max_workers, "max_message_bytes": config.max_message_bytes}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "grpc": server.port,
+                    "rest": server.rest_port,
+                    "limits": dataclasses.asdict(config.limits),
+                    "max_workers": config.max_workers,
+                    "max_message_bytes": config.max_message_bytes,
+                }
+            ),
+            flush=True,
+        )
         stop.wait()
     return 0
 
@@ -92,8 +112,13 @@ class ServerProcess:
 
     def __init__(self, base: str, log_path: str):
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", base],
-                                     stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--serve", base],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            cwd=ROOT,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line:
             raise SystemExit(f"the server did not start; see {log_path}")
@@ -153,6 +178,7 @@ class RssSampler:
 
 # -- the model -------------------------------------------------------------------------------------------------------
 
+
 def export_tiny_model(path: str) -> None:
     """A tiny SavedModel whose serving_default decodes exactly as the pushed model does (components.transform)."""
     import tensorflow as tf
@@ -180,17 +206,26 @@ def export_tiny_model(path: str) -> None:
             probabilities = tf.nn.softmax(tf.matmul(tf.reshape(pixels, [tf.shape(pixels)[0], -1]), self.weights))
             class_id = tf.argmax(probabilities, axis=-1)
             p_none = probabilities[:, 2]
-            return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(self.names, class_id),
-                    "defective": p_none < 0.5, "defect_score": 1.0 - p_none}
+            return {
+                "probabilities": probabilities,
+                "class_id": class_id,
+                "class_name": tf.gather(self.names, class_id),
+                "defective": p_none < 0.5,
+                "defect_score": 1.0 - p_none,
+            }
 
     model = Tiny()
-    tf.saved_model.save(model, path, signatures={DEFAULT_SIGNATURE: model.serve, EXAMPLES_SIGNATURE: model.serve_examples})
+    tf.saved_model.save(
+        model, path, signatures={DEFAULT_SIGNATURE: model.serve, EXAMPLES_SIGNATURE: model.serve_examples}
+    )
 
 
 # -- requests --------------------------------------------------------------------------------------------------------
 
-def predict_request(images: List[bytes], declared: Optional[int] = None, signature: str = DEFAULT_SIGNATURE,
-                    alias: str = "images"):
+
+def predict_request(
+    images: List[bytes], declared: Optional[int] = None, signature: str = DEFAULT_SIGNATURE, alias: str = "images"
+):
     """A PredictRequest of string `images` (optionally declaring another batch size than it holds)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
@@ -264,14 +299,18 @@ def bad_inputs(server: ServerProcess, stub, good: bytes, huge: bytes, at_limit: 
     struct.pack_into(">HH", jpeg, jpeg.index(b"\xff\xc0") + 5, 60000, 60000)
     bmp = bytearray(encode("BMP", np.stack([grey] * 3, axis=2)))
     struct.pack_into("<ii", bmp, 18, 30000, 30000)
-    example = tf.train.Example(features=tf.train.Features(feature={"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[huge]))}))
+    example = tf.train.Example(
+        features=tf.train.Features(feature={"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[huge]))})
+    )
     wrong_dtype = predict_request([good])
     wrong_dtype.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros([1], np.float32)))
     grpc_cases: Dict[str, object] = {
         "20000x20000 PNG": predict_request([good, huge]),
         "60000x60000 JPEG header": predict_request([bytes(jpeg)]),
         "30000x30000 BMP header": predict_request([bytes(bmp)]),
-        "oversized PNG in a tf.Example": predict_request([example.SerializeToString()], signature=EXAMPLES_SIGNATURE, alias="examples"),
+        "oversized PNG in a tf.Example": predict_request(
+            [example.SerializeToString()], signature=EXAMPLES_SIGNATURE, alias="examples"
+        ),
         "257 images": predict_request([good] * 257),
         "3 images at the pixel limit": predict_request([at_limit] * 3),
         "empty batch": predict_request([]),
@@ -325,6 +364,7 @@ def bad_inputs(server: ServerProcess, stub, good: bytes, huge: bytes, at_limit: 
 
 # -- swaps -----------------------------------------------------------------------------------------------------------
 
+
 def version_states(model_stub) -> Dict[int, Tuple[str, str]]:
     """Version -> (state name, error message), from GetModelStatus."""
     from tensorflow_serving.apis import get_model_status_pb2
@@ -346,7 +386,8 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 
 
 def swaps(server: ServerProcess, base: str, first: int, images: List[bytes]) -> Dict[str, object]:
-    """8 threads of good requests while versions are copied in (two of them partial first); failed requests and versions seen."""
+    """8 threads of good requests while versions are copied in (two of them partial first); failed
+    requests and versions seen."""
     import grpc
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
@@ -380,8 +421,12 @@ def swaps(server: ServerProcess, base: str, first: int, images: List[bytes]) -> 
     source = os.path.join(base, str(first))
     data_name = [n for n in os.listdir(os.path.join(source, "variables")) if n.startswith("variables.data")][0]
     full_data = open(os.path.join(source, "variables", data_name), "rb").read()
-    plan = [("whole copy, then rename", None), ("partial copy: variables cut short, completed later", "truncate"),
-            ("partial copy: variables missing, completed later", "no-variables"), ("whole copy, then rename", None)]
+    plan = [
+        ("whole copy, then rename", None),
+        ("partial copy: variables cut short, completed later", "truncate"),
+        ("partial copy: variables missing, completed later", "no-variables"),
+        ("whole copy, then rename", None),
+    ]
     log = []
 
     def served(version: int) -> Callable[[], bool]:
@@ -402,8 +447,11 @@ def swaps(server: ServerProcess, base: str, first: int, images: List[bytes]) -> 
                     fh.write(full_data[: len(full_data) // 2])
             else:
                 shutil.copytree(source, target, ignore=shutil.ignore_patterns("variables"))
-            wait_for(lambda: version_states(models).get(version, ("", ""))[0] == "END", 60,
-                     f"the server to try (and fail on) the partial version {version}")
+            wait_for(
+                lambda: version_states(models).get(version, ("", ""))[0] == "END",
+                60,
+                f"the server to try (and fail on) the partial version {version}",
+            )
             error = version_states(models)[version][1]
             time.sleep(5 * POLL_S)  # a few more scans with the partial copy in place
             if fault == "truncate":
@@ -418,8 +466,14 @@ def swaps(server: ServerProcess, base: str, first: int, images: List[bytes]) -> 
     for t in threads:
         t.join(timeout=120)
     channel.close()
-    return {"log": log, "failures": failures, "answered": dict(sorted(answered.items())), "sent": sent[0],
-            "last": first + len(plan), "states": version_states_safe(server)}
+    return {
+        "log": log,
+        "failures": failures,
+        "answered": dict(sorted(answered.items())),
+        "sent": sent[0],
+        "last": first + len(plan),
+        "states": version_states_safe(server),
+    }
 
 
 def version_states_safe(server: ServerProcess) -> Dict[int, Tuple[str, str]]:
@@ -432,6 +486,7 @@ def version_states_safe(server: ServerProcess) -> Dict[int, Tuple[str, str]]:
 
 
 # -- memory ----------------------------------------------------------------------------------------------------------
+
 
 def concurrent_load(server: ServerProcess, request, rounds: int) -> Dict[str, object]:
     """CLIENT_THREADS threads send `request` `rounds` times each at once; the server's peak RSS and the answers."""
@@ -466,14 +521,23 @@ def concurrent_load(server: ServerProcess, request, rounds: int) -> Dict[str, ob
             t.join()
     after = server.status()
     peak = max(after["VmHWM"] if reset else 0, sampler.peak)
-    return {"before": before, "peak": peak, "after": after["VmRSS"], "codes": codes, "hwm_reset": reset,
-            "request_bytes": request.ByteSize()}
+    return {
+        "before": before,
+        "peak": peak,
+        "after": after["VmRSS"],
+        "codes": codes,
+        "hwm_reset": reset,
+        "request_bytes": request.ByteSize(),
+    }
 
 
 def main(argv=None) -> int:
-    """Run the three measurements and print them; exit 1 if a bad input was unclear, a request failed or memory went over."""
+    """Run the three measurements and print them; exit 1 if a bad input was unclear, a request failed
+    or memory went over."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-base-path", default=None, help="a TF Serving base directory to copy (default: export a tiny model)")
+    parser.add_argument(
+        "--model-base-path", default=None, help="a TF Serving base directory to copy (default: export a tiny model)"
+    )
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.serve:
@@ -503,7 +567,7 @@ def main(argv=None) -> int:
     images = [encode_png(np.where(rng.random((n, n)) < 0.1, 255, 128).astype(np.uint8)) for n in range(26, 64, 3)]
     huge = helpers.encode_blank_png(HUGE_SIDE, HUGE_SIDE)
     limits = RequestLimits()
-    limit_side = int(limits.max_image_pixels ** 0.5)
+    limit_side = int(limits.max_image_pixels**0.5)
     at_limit = helpers.encode_blank_png(limit_side, limit_side)
 
     server = ServerProcess(base, os.path.join(work, "server.log"))
@@ -514,10 +578,13 @@ def main(argv=None) -> int:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc}")
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         for i in range(5):  # warm: trace, first requests
-            stub.Predict(predict_request(images[i: i + 2]), timeout=120)
+            stub.Predict(predict_request(images[i : i + 2]), timeout=120)
         baseline = server.status()["VmRSS"]
-        print(f"model: {model}; server pid {server.proc.pid}, gRPC {server.grpc}, REST {server.rest}; "
-              f"limits {server.limits}", flush=True)
+        print(
+            f"model: {model}; server pid {server.proc.pid}, gRPC {server.grpc}, REST {server.rest}; "
+            f"limits {server.limits}",
+            flush=True,
+        )
 
         outcomes = bad_inputs(server, stub, images[0], huge, at_limit)
         clear = [o for o in outcomes if o.clear]
@@ -526,8 +593,11 @@ def main(argv=None) -> int:
             print(f"   {'clear  ' if o.clear else 'UNCLEAR'}  {o.case:<36} {o.answer}")
 
         swap = swaps(server, base, first, images)
-        print(f"\n2. swaps: {CLIENT_THREADS} client threads, {swap['sent']} requests; failed requests during swaps: "
-              f"{len(swap['failures'])}", flush=True)
+        print(
+            f"\n2. swaps: {CLIENT_THREADS} client threads, {swap['sent']} requests; failed requests during swaps: "
+            f"{len(swap['failures'])}",
+            flush=True,
+        )
         for line in swap["log"]:
             print(f"   {line}")
         print(f"   answers per version: {swap['answered']}")
@@ -539,33 +609,55 @@ def main(argv=None) -> int:
         in_flight = CLIENT_THREADS * oversized["request_bytes"] * 4
         bound = limits.decode_bytes_bound() + in_flight
         rss_base = oversized["before"]
-        print(f"\n3. memory (server VmRSS baseline after warm-up {baseline / MIB:.0f} MiB; before this load {rss_base / MIB:.0f} MiB)")
-        print(f"   bound = baseline + max_concurrent_predictions {limits.max_concurrent_predictions} x max_batch_pixels "
-              f"{limits.max_batch_pixels} x {DECODE_BYTES_PER_PIXEL} B ({limits.decode_bytes_bound() / MIB:.0f} MiB) "
-              f"+ {CLIENT_THREADS} requests in flight x 4 copies ({in_flight / MIB:.1f} MiB) = baseline + {bound / MIB:.0f} MiB")
-        print(f"   {CLIENT_THREADS} threads x {OVERSIZED_ROUNDS} requests of [a good PNG, the {len(huge) // 1024} KB PNG declaring "
-              f"{HUGE_SIDE}x{HUGE_SIDE}]: answers {oversized['codes']}; peak RSS {oversized['peak'] / MIB:.0f} MiB = "
-              f"baseline + {(oversized['peak'] - rss_base) / MIB:.1f} MiB "
-              f"({'within' if oversized['peak'] - rss_base <= bound else 'OVER'} the bound); after {oversized['after'] / MIB:.0f} MiB"
-              f"{'' if oversized['hwm_reset'] else ' (VmHWM could not be reset: sampled VmRSS)'}", flush=True)
+        print(
+            f"\n3. memory (server VmRSS baseline after warm-up {baseline / MIB:.0f} MiB; "
+            f"before this load {rss_base / MIB:.0f} MiB)"
+        )
+        print(
+            f"   bound = baseline + max_concurrent_predictions {limits.max_concurrent_predictions} x max_batch_pixels "
+            f"{limits.max_batch_pixels} x {DECODE_BYTES_PER_PIXEL} B ({limits.decode_bytes_bound() / MIB:.0f} MiB) "
+            f"+ {CLIENT_THREADS} requests in flight x 4 copies ({in_flight / MIB:.1f} MiB) "
+            f"= baseline + {bound / MIB:.0f} MiB"
+        )
+        print(
+            f"   {CLIENT_THREADS} threads x {OVERSIZED_ROUNDS} requests of "
+            f"[a good PNG, the {len(huge) // 1024} KB PNG declaring "
+            f"{HUGE_SIDE}x{HUGE_SIDE}]: answers {oversized['codes']}; peak RSS {oversized['peak'] / MIB:.0f} MiB = "
+            f"baseline + {(oversized['peak'] - rss_base) / MIB:.1f} MiB "
+            f"({'within' if oversized['peak'] - rss_base <= bound else 'OVER'} the bound); "
+            f"after {oversized['after'] / MIB:.0f} MiB"
+            f"{'' if oversized['hwm_reset'] else ' (VmHWM could not be reset: sampled VmRSS)'}",
+            flush=True,
+        )
 
         at_limit_load = concurrent_load(server, predict_request([at_limit, at_limit]), 1)
         rss_base = at_limit_load["before"]
         bound = limits.decode_bytes_bound() + CLIENT_THREADS * at_limit_load["request_bytes"] * 4
-        print(f"   {CLIENT_THREADS} threads x 1 request of 2 x {limit_side}x{limit_side} PNGs (at max_batch_pixels, decoded): "
-              f"answers {at_limit_load['codes']}; peak RSS {at_limit_load['peak'] / MIB:.0f} MiB = baseline + "
-              f"{(at_limit_load['peak'] - rss_base) / MIB:.1f} MiB "
-              f"({'within' if at_limit_load['peak'] - rss_base <= bound else 'OVER'} the bound of baseline + {bound / MIB:.0f} MiB); "
-              f"after {at_limit_load['after'] / MIB:.0f} MiB", flush=True)
+        print(
+            f"   {CLIENT_THREADS} threads x 1 request of 2 x {limit_side}x{limit_side} PNGs "
+            "(at max_batch_pixels, decoded): "
+            f"answers {at_limit_load['codes']}; peak RSS {at_limit_load['peak'] / MIB:.0f} MiB = baseline + "
+            f"{(at_limit_load['peak'] - rss_base) / MIB:.1f} MiB "
+            f"({'within' if at_limit_load['peak'] - rss_base <= bound else 'OVER'} the bound of "
+            f"baseline + {bound / MIB:.0f} MiB); "
+            f"after {at_limit_load['after'] / MIB:.0f} MiB",
+            flush=True,
+        )
         channel.close()
     finally:
         server.stop()
     with open(os.path.join(work, "server.log")) as fh:
         log = fh.read()
-    print(f"\nserver log: {log.count('Traceback')} tracebacks, {log.count(' ERROR ')} ERROR lines "
-          f"(the partial copies' first failed loads); {time.monotonic() - started:.0f} s in all")
-    ok = len(clear) == len(outcomes) and not swap["failures"] and oversized["peak"] - oversized["before"] <= (
-        limits.decode_bytes_bound() + CLIENT_THREADS * oversized["request_bytes"] * 4)
+    print(
+        f"\nserver log: {log.count('Traceback')} tracebacks, {log.count(' ERROR ')} ERROR lines "
+        f"(the partial copies' first failed loads); {time.monotonic() - started:.0f} s in all"
+    )
+    ok = (
+        len(clear) == len(outcomes)
+        and not swap["failures"]
+        and oversized["peak"] - oversized["before"]
+        <= (limits.decode_bytes_bound() + CLIENT_THREADS * oversized["request_bytes"] * 4)
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 

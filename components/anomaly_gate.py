@@ -8,7 +8,6 @@ and where its report lies.
 
 # No `from __future__ import annotations` here: TFX reads this module's type hints as objects.
 
-
 import os
 from typing import List, Sequence
 
@@ -39,7 +38,8 @@ def read_anomalies(artifact_uri: str, split: str) -> anomalies_pb2.Anomalies:
 
 
 def describe_anomalies(artifact_uri: str, splits: List[str], class_names: Sequence[str] = ()) -> List[str]:
-    """One line per anomaly: split, feature, what is wrong (for the label: the configured classes), and the report file."""
+    """One line per anomaly: split, feature, what is wrong (for the label: the configured classes), and
+    the report file."""
     lines = []
     for split in splits:
         anomalies = read_anomalies(artifact_uri, split)
@@ -48,7 +48,9 @@ def describe_anomalies(artifact_uri: str, splits: List[str], class_names: Sequen
             reasons = "; ".join(r.description or r.short_description for r in info.reason) or info.description
             if feature == LABEL_KEY and class_names:
                 reasons += f" (the configured classes are {list(class_names)}: give --classes to change them)"
-            lines.append(f"split {split!r}, feature {feature!r}: {info.short_description}: {reasons} (report: {report})")
+            lines.append(
+                f"split {split!r}, feature {feature!r}: {info.short_description}: {reasons} (report: {report})"
+            )
         if anomalies.HasField("dataset_anomaly_info"):
             info = anomalies.dataset_anomaly_info
             lines.append(f"split {split!r}, data set: {info.short_description}: {info.description} (report: {report})")
@@ -61,8 +63,9 @@ def read_schema(artifact_uri: str) -> schema_pb2.Schema:
 
 
 @component
-def SchemaAnomalyGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
-                      schema: InputArtifact[standard_artifacts.Schema]) -> None:
+def SchemaAnomalyGate(
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies], schema: InputArtifact[standard_artifacts.Schema]
+) -> None:
     """Fails the run when ExampleValidator found anomalies in any split."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     problems = describe_anomalies(anomalies.uri, splits, schemas.label_domain(read_schema(schema.uri)))

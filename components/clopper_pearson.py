@@ -132,7 +132,20 @@ def slice_rule(support: Optional[float], min_support: int) -> str:
 
 
 __all__ = [
-    "TOO_FEW_REPORT", "TOO_FEW_REFUSE", "TOO_FEW_POLICIES", "RULE_LOWER_BOUND", "RULE_POINT", "RULE_TOO_FEW",
-    "VERDICT_PASS", "VERDICT_FAIL", "VERDICT_TOO_FEW", "lower_bound", "upper_bound", "interval", "defects_needed",
-    "check_policy", "gate_value", "slice_rule",
+    "TOO_FEW_REPORT",
+    "TOO_FEW_REFUSE",
+    "TOO_FEW_POLICIES",
+    "RULE_LOWER_BOUND",
+    "RULE_POINT",
+    "RULE_TOO_FEW",
+    "VERDICT_PASS",
+    "VERDICT_FAIL",
+    "VERDICT_TOO_FEW",
+    "lower_bound",
+    "upper_bound",
+    "interval",
+    "defects_needed",
+    "check_policy",
+    "gate_value",
+    "slice_rule",
 ]

@@ -12,6 +12,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from spanet.data.classes import NORMAL_CLASS
+from spanet.recipe import (
+    CLASS_WEIGHTINGS,
+    DEFAULT_ATTENTION,
+    DEFAULT_AUGMENT,
+    DEFAULT_AUGMENT_ANY_ANGLE,
+    DEFAULT_AUGMENT_DIE_NOISE,
+    DEFAULT_AUGMENT_REGRID_SHARE,
+    DEFAULT_CLASS_WEIGHTING,
+    DEFAULT_HEAD,
+    DEFAULT_MAX_CLASS_WEIGHT,
+    DEFAULT_NORM,
+    DEFAULT_R,
+)
 from spanet.serving.contract import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
@@ -53,7 +66,9 @@ class ImageConfig:
 
     def __post_init__(self):
         if self.normal_class in self.patterns:
-            raise ValueError(f"the normal class {self.normal_class!r} cannot be a multi-label pattern {list(self.patterns)}")
+            raise ValueError(
+                f"the normal class {self.normal_class!r} cannot be a multi-label pattern {list(self.patterns)}"
+            )
         for name in ("height", "width"):
             if int(getattr(self, name)) < 8:
                 raise ValueError(f"image {name} must be an integer >= 8; got {getattr(self, name)!r}")
@@ -80,10 +95,10 @@ class TrainingConfig:
 
     model: str = "spanet"
     width: float = 0.5
-    r: float = 0.5
-    attention: bool = True
-    norm: str = "layer"
-    head: str = "conv1x1"
+    r: float = DEFAULT_R
+    attention: bool = DEFAULT_ATTENTION
+    norm: str = DEFAULT_NORM
+    head: str = DEFAULT_HEAD
     gamma: float = 64.0
     margin: float = 0.25
     optimizer: str = "nag"
@@ -104,15 +119,15 @@ class TrainingConfig:
     # Epochs without a better eval loss before training stops. Long enough for the cosine schedule to
     # anneal: with 5, runs on the default data stopped at epoch 16 of 30 with the rate still high.
     early_stopping_patience: int = 10
-    class_weighting: str = "balanced"  # or "none"
-    max_class_weight: float = 20.0
-    augment: bool = True
+    class_weighting: str = DEFAULT_CLASS_WEIGHTING  # or "none"
+    max_class_weight: float = DEFAULT_MAX_CLASS_WEIGHT
+    augment: bool = DEFAULT_AUGMENT
     # Die-level augmentation (spanet.augment): any rotation angle (False: quarter turns and mirrors, exact),
     # the share of maps moved to another grid size / aspect ratio, and die noise. Measured on the test
     # split and the cross-recipe stress set (README): any-angle rotation did not help and breaks thin lines.
-    augment_any_angle: bool = False
-    augment_regrid_share: float = 0.3
-    augment_die_noise: bool = True
+    augment_any_angle: bool = DEFAULT_AUGMENT_ANY_ANGLE
+    augment_regrid_share: float = DEFAULT_AUGMENT_REGRID_SHARE
+    augment_die_noise: bool = DEFAULT_AUGMENT_DIE_NOISE
     # Test-time averaging of the cosine logits over this many exact orientations (1, 2, 4 or 8; see
     # spanet.augment.mean_over_orientations): in calibration, the Evaluator and serving alike.
     test_time_orientations: int = 8
@@ -136,8 +151,8 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.class_weighting not in ("balanced", "none"):
-            raise ValueError(f"class_weighting must be 'balanced' or 'none'; got {self.class_weighting!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {list(CLASS_WEIGHTINGS)}; got {self.class_weighting!r}")
         if not 0.0 < self.target_defect_recall <= 1.0:
             raise ValueError(f"target_defect_recall must be in (0, 1]; got {self.target_defect_recall!r}")
         if not 0.0 < self.max_normal_threshold <= 1.0:
@@ -149,23 +164,18 @@ class TrainingConfig:
         from spanet.augment import ORIENTATIONS
 
         if self.test_time_orientations not in ORIENTATIONS:
-            raise ValueError(f"test_time_orientations must be one of {ORIENTATIONS}; got {self.test_time_orientations!r}")
+            raise ValueError(
+                f"test_time_orientations must be one of {ORIENTATIONS}; got {self.test_time_orientations!r}"
+            )
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {getattr(self, name)!r}")
 
     def augment_config(self) -> "Optional[AugmentConfig]":
         """The augmentation this recipe trains with (None: none)."""
-        from spanet.augment import AugmentConfig
+        from spanet.recipe import augment_config
 
-        if not self.augment:
-            return None
-        noise = AugmentConfig()
-        return AugmentConfig(
-            rotate=self.augment_any_angle, resample_share=self.augment_regrid_share,
-            max_pass_to_fail=noise.max_pass_to_fail if self.augment_die_noise else 0.0,
-            max_fail_to_pass=noise.max_fail_to_pass if self.augment_die_noise else 0.0,
-        )
+        return augment_config(self.augment, self.augment_any_angle, self.augment_regrid_share, self.augment_die_noise)
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "TrainingConfig":
@@ -183,8 +193,11 @@ class ModuleConfig:
 
     def to_custom_config(self) -> Dict[str, Any]:
         """A JSON-serialisable dict for the components' ``custom_config``."""
-        config = {"image": dataclasses.asdict(self.image), "training": dataclasses.asdict(self.training),
-                  "model_name": self.model_name}
+        config = {
+            "image": dataclasses.asdict(self.image),
+            "training": dataclasses.asdict(self.training),
+            "model_name": self.model_name,
+        }
         json.dumps(config)  # fail at definition time if anything is not serialisable
         return config
 
@@ -194,8 +207,11 @@ class ModuleConfig:
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "ModuleConfig":
-        return cls(ImageConfig.from_custom_config(custom_config), TrainingConfig.from_custom_config(custom_config),
-                   model_name=(custom_config or {}).get("model_name", DEFAULT_MODEL_NAME))
+        return cls(
+            ImageConfig.from_custom_config(custom_config),
+            TrainingConfig.from_custom_config(custom_config),
+            model_name=(custom_config or {}).get("model_name", DEFAULT_MODEL_NAME),
+        )
 
 
 def transformed_name(key: str) -> str:
@@ -231,8 +247,21 @@ __all__: Tuple[str, ...] = (
     "TrainingConfig",
     "ModuleConfig",
     "transformed_name",
-    "IMAGE_XF", "LABEL_XF", "IS_DEFECT_XF", "PATTERNS_XF", "LABEL_VOCABULARY",
+    "IMAGE_XF",
+    "LABEL_XF",
+    "IS_DEFECT_XF",
+    "PATTERNS_XF",
+    "LABEL_VOCABULARY",
     # Re-exported from spanet.serving.contract, where they are defined.
-    "CLASS_ID", "CLASS_NAME", "DEFECT_SCORE", "DEFECTIVE", "FAMILIARITY", "NORMAL_PROBABILITY", "PATTERN_THRESHOLD",
-    "PATTERNS_PRESENT", "PROBABILITIES", "UNKNOWN", "UNKNOWN_CLASS",
+    "CLASS_ID",
+    "CLASS_NAME",
+    "DEFECT_SCORE",
+    "DEFECTIVE",
+    "FAMILIARITY",
+    "NORMAL_PROBABILITY",
+    "PATTERN_THRESHOLD",
+    "PATTERNS_PRESENT",
+    "PROBABILITIES",
+    "UNKNOWN",
+    "UNKNOWN_CLASS",
 )

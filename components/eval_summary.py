@@ -59,7 +59,12 @@ def class_metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str])
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     present = support > 0
     per_class = {
-        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, name in enumerate(class_names)
     }
     return {
@@ -75,8 +80,10 @@ def pattern_metrics_from_counts(values: Dict[str, Optional[float]], patterns: Se
     per_class = {}
     f1s = []
     for i, name in enumerate(patterns):
-        tp, fn, fp = (values.get(f"{PROBABILITIES}/{metric}/class_{i}") or 0.0
-                      for metric in ("true_positives", "false_negatives", "false_positives"))
+        tp, fn, fp = (
+            values.get(f"{PROBABILITIES}/{metric}/class_{i}") or 0.0
+            for metric in ("true_positives", "false_negatives", "false_positives")
+        )
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -114,7 +121,11 @@ def display_order(names: Sequence[str], order: Optional[Sequence[str]]) -> List[
 
 def reorder_matrix(matrix, positions: Sequence[int]) -> List[List[int]]:
     """A square matrix with its rows and columns both taken in ``positions`` order."""
-    matrix = np.asarray(matrix, dtype=np.int64).reshape(len(positions), len(positions)) if len(positions) else np.zeros((0, 0))
+    matrix = (
+        np.asarray(matrix, dtype=np.int64).reshape(len(positions), len(positions))
+        if len(positions)
+        else np.zeros((0, 0))
+    )
     return matrix[np.ix_(positions, positions)].tolist() if len(positions) else []
 
 
@@ -150,8 +161,13 @@ def gate_settings(eval_config) -> Dict[str, Any]:
     max_false_alarm_rate, gated_slicing_specs (SlicingSpec protos of the class / feature slices).
     """
     settings: Dict[str, Any] = {
-        "min_defect_recall": 0.99, "confidence": 0.95, "interval_confidence": 0.95, "min_slice_support": 30,
-        "too_few": cp.TOO_FEW_REPORT, "max_false_alarm_rate": None, "gated_slicing_specs": [],
+        "min_defect_recall": 0.99,
+        "confidence": 0.95,
+        "interval_confidence": 0.95,
+        "min_slice_support": 30,
+        "too_few": cp.TOO_FEW_REPORT,
+        "max_false_alarm_rate": None,
+        "gated_slicing_specs": [],
     }
     if eval_config is None:
         return settings
@@ -160,7 +176,9 @@ def gate_settings(eval_config) -> Dict[str, Any]:
             config = _config_of(metric)
             if metric.class_name == rb.DefectRecallBounds.__name__:
                 settings["confidence"] = float(config.get("confidence", settings["confidence"]))
-                settings["interval_confidence"] = float(config.get("interval_confidence", settings["interval_confidence"]))
+                settings["interval_confidence"] = float(
+                    config.get("interval_confidence", settings["interval_confidence"])
+                )
                 for threshold in metric.per_slice_thresholds:
                     if threshold.threshold.value_threshold.HasField("lower_bound"):
                         settings["min_defect_recall"] = threshold.threshold.value_threshold.lower_bound.value
@@ -217,7 +235,9 @@ def judge_slices(
         entry["rule"] = cp.RULE_LOWER_BOUND
         entry["verdict"] = cp.VERDICT_PASS if passed else cp.VERDICT_FAIL
         entries.append(entry)
-    gated = [name for name in slices if name != "overall" and any(s.is_slice_applicable(slice_keys[name]) for s in specs)]
+    gated = [
+        name for name in slices if name != "overall" and any(s.is_slice_applicable(slice_keys[name]) for s in specs)
+    ]
     order = {name: i for i, name in enumerate(slices)}
 
     def rank(name: str):
@@ -244,9 +264,11 @@ def judge_slices(
     return entries
 
 
-def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str],
-                         order: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Gate metrics for every slice, the gate's verdict per gated slice, class metrics overall, and the validation verdict.
+def summarize_evaluation(
+    evaluator_output_uri: str, class_names: Sequence[str], order: Optional[Sequence[str]] = None
+) -> Dict[str, Any]:
+    """Gate metrics for every slice, the gate's verdict per gated slice, class metrics overall, and the
+    validation verdict.
 
     ``class_names`` are the model's outputs in its own order (the ids the Evaluator saw); ``order``,
     the configured class order, is the order the summary lists them in (the confusion matrix too).
@@ -305,7 +327,12 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str],
             if item.message.strip():
                 failures.append(f"{slice_name}: {label}: {item.message.strip()}".replace("\n", " "))
             else:
-                failures.append(f"{slice_name}: {label} = {item.metric_value.double_value.value:.4f} fails {item.metric_threshold}".replace("\n", " "))
+                failures.append(
+                    (
+                        f"{slice_name}: {label} = {item.metric_value.double_value.value:.4f} "
+                        f"fails {item.metric_threshold}"
+                    ).replace("\n", " ")
+                )
             if key.name in _RECALL_GATE_KEYS:
                 recall_failures.setdefault(slice_name, []).append(label)
     for spec in validation.missing_slices:
@@ -332,17 +359,24 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str],
         "confidence": confidence,
         "interval_confidence": settings["interval_confidence"],
         # Defective test wafers the lower bound needs to reach min_defect_recall with the misses seen.
-        "defects_needed": cp.defects_needed(minimum, confidence, misses) if misses is not None and minimum < 1 else None,
+        "defects_needed": cp.defects_needed(minimum, confidence, misses)
+        if misses is not None and minimum < 1
+        else None,
         "false_alarm_rate": false_alarm_rate,
-        "false_alarm_interval": [overall_values.get(_key(rb.FALSE_ALARM_RATE_CI_LOW)),
-                                 overall_values.get(_key(rb.FALSE_ALARM_RATE_CI_HIGH))],
+        "false_alarm_interval": [
+            overall_values.get(_key(rb.FALSE_ALARM_RATE_CI_LOW)),
+            overall_values.get(_key(rb.FALSE_ALARM_RATE_CI_HIGH)),
+        ],
         "false_alarm_upper_bound": overall_values.get(_key(rb.FALSE_ALARM_RATE_UPPER_BOUND)),
         "normal_support": _count(overall_values.get(_key(rb.NORMAL_SUPPORT))),
         "false_alarms": _count(overall_values.get(_key(rb.FALSE_ALARMS))),
         "max_false_alarm_rate": max_far,
         "false_alarm_verdict": (
-            None if max_far is None or false_alarm_rate is None
-            else cp.VERDICT_PASS if false_alarm_rate <= max_far else cp.VERDICT_FAIL
+            None
+            if max_far is None or false_alarm_rate is None
+            else cp.VERDICT_PASS
+            if false_alarm_rate <= max_far
+            else cp.VERDICT_FAIL
         ),
     }
     gate = {k: v for k, v in settings.items() if k != "gated_slicing_specs"}
@@ -362,7 +396,9 @@ def summarize_evaluation(evaluator_output_uri: str, class_names: Sequence[str],
         "slices": slices,
         "validation_ok": bool(validation.validation_ok),
         "validation_failures": failures,
-        "evaluator_output": os.path.abspath(evaluator_output_uri) if "://" not in evaluator_output_uri else evaluator_output_uri,
+        "evaluator_output": os.path.abspath(evaluator_output_uri)
+        if "://" not in evaluator_output_uri
+        else evaluator_output_uri,
     }
     return strict_json(summary)
 
@@ -391,30 +427,42 @@ def evaluation_lines(evaluation: Dict[str, Any], min_defect_recall: float = 0.99
         f"on {overall.get('support', 'n/a')} defective wafers ({overall.get('misses', 'n/a')} missed); "
         f"{confidence:.0%} lower bound {_number(evaluation.get('defect_recall_lower_bound'))} "
         f"(gate: lower bound >= {minimum:g}: {overall.get('verdict', 'n/a')}), "
-        f"false-alarm rate {_number(evaluation.get('false_alarm_rate'))} on {overall.get('normal_support', 'n/a')} normal wafers, "
+        f"false-alarm rate {_number(evaluation.get('false_alarm_rate'))} "
+        f"on {overall.get('normal_support', 'n/a')} normal wafers, "
         f"{'exact-match rate' if evaluation.get('multilabel') else 'accuracy'} {_number(evaluation.get('accuracy'))}, "
         f"macro-F1 {_number(evaluation.get('macro_f1'))}"
     ]
     if overall.get("verdict") == "fail" and overall.get("defects_needed"):
-        lines.append(f"  with {overall.get('misses')} missed, the lower bound reaches {minimum:g} "
-                     f"from {overall['defects_needed']} defective test wafers")
+        lines.append(
+            f"  with {overall.get('misses')} missed, the lower bound reaches {minimum:g} "
+            f"from {overall['defects_needed']} defective test wafers"
+        )
     for name, metrics in evaluation.get("per_class", {}).items():
-        lines.append(f"  {name:>10}: precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  "
-                     f"F1 {metrics['f1']:.3f}  support {metrics['support']}")
+        lines.append(
+            f"  {name:>10}: precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  "
+            f"F1 {metrics['f1']:.3f}  support {metrics['support']}"
+        )
     gated = evaluation.get("gated_slices") or []
     few = [e for e in gated if str(e.get("rule", "")).startswith("too few")]
     if few:
         policy = gate.get("too_few", "report")
-        lines.append(f"  too few to judge (n < {gate.get('min_slice_support')} defective wafers; "
-                     + ("not gated" if policy == "report" else "refuses the blessing") + "): "
-                     + ", ".join(f"{e['slice']} (n={e.get('support')}, recall {_number(e.get('defect_recall'), 3)})"
-                                 for e in few[:_FEW_SHOWN])
-                     + (f" and {len(few) - _FEW_SHOWN} more (listed in the run report)" if len(few) > _FEW_SHOWN else ""))
+        lines.append(
+            f"  too few to judge (n < {gate.get('min_slice_support')} defective wafers; "
+            + ("not gated" if policy == "report" else "refuses the blessing")
+            + "): "
+            + ", ".join(
+                f"{e['slice']} (n={e.get('support')}, recall {_number(e.get('defect_recall'), 3)})"
+                for e in few[:_FEW_SHOWN]
+            )
+            + (f" and {len(few) - _FEW_SHOWN} more (listed in the run report)" if len(few) > _FEW_SHOWN else "")
+        )
     for entry in gated:
         if entry.get("verdict") == "fail" and entry["slice"] != "overall":
             low, high = (list(entry.get("interval") or []) + [None, None])[:2]
-            lines.append(f"  slice failing: {entry['slice']}: recall {_number(entry.get('defect_recall'))} "
-                         f"[{_number(low)}, {_number(high)}] on n={entry.get('support')} ({entry.get('rule')})")
+            lines.append(
+                f"  slice failing: {entry['slice']}: recall {_number(entry.get('defect_recall'))} "
+                f"[{_number(low)}, {_number(high)}] on n={entry.get('support')} ({entry.get('rule')})"
+            )
     for failure in evaluation.get("validation_failures", []):
         lines.append(f"  gate failure: {failure}")
     return lines

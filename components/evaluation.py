@@ -164,7 +164,9 @@ def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
                 min_support=gate.min_slice_support,
                 too_few=gate.too_few,
                 per_slice_thresholds=(
-                    [tfma.PerSliceMetricThreshold(slicing_specs=list(judged), threshold=slice_threshold)] if judged else []
+                    [tfma.PerSliceMetricThreshold(slicing_specs=list(judged), threshold=slice_threshold)]
+                    if judged
+                    else []
                 ),
             ),
             _metric(
@@ -194,14 +196,16 @@ def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
         ]
         labels = {PROBABILITIES: PATTERNS_XF, DEFECT_SCORE: IS_DEFECT_XF, PATTERNS_PRESENT: PATTERNS_XF}
     else:
-        class_metrics = [tfma.MetricsSpec(
-            output_names=[PROBABILITIES],
-            metrics=[
-                tfma.MetricConfig(class_name="ExampleCount"),
-                _metric("SparseCategoricalAccuracy", ACCURACY),
-                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-            ],
-        )]
+        class_metrics = [
+            tfma.MetricsSpec(
+                output_names=[PROBABILITIES],
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    _metric("SparseCategoricalAccuracy", ACCURACY),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ],
+            )
+        ]
         labels = {PROBABILITIES: LABEL_XF, DEFECT_SCORE: IS_DEFECT_XF}
     return tfma.EvalConfig(
         model_specs=[

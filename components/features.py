@@ -47,13 +47,19 @@ ASPECT_BUCKETS: Tuple[str, ...] = ("tall", "square", "wide")
 
 #: Every key an ingested example carries.
 FEATURE_KEYS: Tuple[str, ...] = (
-    IMAGE_KEY, LABEL_KEY, LOT_ID_KEY, WAFER_ID_KEY, STAGE_KEY, SOURCE_KEY, HEIGHT_KEY, WIDTH_KEY,
-    SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LOT_ID_KEY,
+    WAFER_ID_KEY,
+    STAGE_KEY,
+    SOURCE_KEY,
+    HEIGHT_KEY,
+    WIDTH_KEY,
+    SIZE_BUCKET_KEY,
+    ASPECT_BUCKET_KEY,
 )
 #: The bytes-valued keys (all but height / width).
-BYTES_KEYS: Tuple[str, ...] = (
-    IMAGE_KEY, LABEL_KEY, LOT_ID_KEY, WAFER_ID_KEY, STAGE_KEY, SOURCE_KEY, SIZE_BUCKET_KEY, ASPECT_BUCKET_KEY,
-)
+BYTES_KEYS: Tuple[str, ...] = tuple(key for key in FEATURE_KEYS if key not in (HEIGHT_KEY, WIDTH_KEY))
 INT_KEYS: Tuple[str, ...] = (HEIGHT_KEY, WIDTH_KEY)
 
 
@@ -90,7 +96,10 @@ def int_bounds(schema) -> Dict[str, Tuple[int, int]]:
     for feature in schema.feature:
         if feature.HasField("int_domain"):
             domain = feature.int_domain
-            bounds[feature.name] = (domain.min if domain.HasField("min") else -(2**63), domain.max if domain.HasField("max") else 2**63 - 1)
+            bounds[feature.name] = (
+                domain.min if domain.HasField("min") else -(2**63),
+                domain.max if domain.HasField("max") else 2**63 - 1,
+            )
     return bounds
 
 

@@ -5,7 +5,8 @@ target defect recall, never below 0.5 (the flag is at least as sensitive as "nor
 is less likely than not"), never above a ceiling, and never so high that more than a
 false-alarm budget of the normal eval wafers is flagged: a model that cannot reach the
 recall within the budget keeps the recall it can have there (the Evaluator then judges
-both on the unseen test split) instead of buying recall by flagging good wafers. ``defect_score`` re-expresses the flag as a number that crosses 0.5
+both on the unseen test split) instead of buying recall by flagging good wafers.
+``defect_score`` re-expresses the flag as a number that crosses 0.5
 exactly at t, so TFMA's stock Recall (cut at 0.5) measures defect recall.
 """
 
@@ -61,7 +62,10 @@ def rates(p_normal: np.ndarray, is_defect: np.ndarray, threshold: float) -> Dict
 
 
 def choose_threshold(
-    p_normal: np.ndarray, is_defect: np.ndarray, target_recall: float, max_threshold: float,
+    p_normal: np.ndarray,
+    is_defect: np.ndarray,
+    target_recall: float,
+    max_threshold: float,
     max_false_alarm_rate: float = 1.0,
 ) -> OperatingPoint:
     """The smallest t in [0.5, max_threshold] whose defect recall on these wafers reaches the target,
@@ -69,7 +73,9 @@ def choose_threshold(
     p_normal = np.asarray(p_normal, dtype=np.float64)
     is_defect = np.asarray(is_defect, dtype=bool)
     if p_normal.shape != is_defect.shape or p_normal.ndim != 1:
-        raise ValueError(f"p_normal and is_defect must be 1-D of one length; got {p_normal.shape} and {is_defect.shape}")
+        raise ValueError(
+            f"p_normal and is_defect must be 1-D of one length; got {p_normal.shape} and {is_defect.shape}"
+        )
     ceiling = max(MIN_THRESHOLD, float(max_threshold))
     defects = np.sort(p_normal[is_defect])
     limited_by = "target recall"

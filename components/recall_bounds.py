@@ -41,6 +41,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import binary_confusion_matrices, metric_types, metric_util
 
 from components import clopper_pearson
+
 # The exact bounds and the sizing helper, re-exported (they live in components.clopper_pearson, scipy only).
 from components.clopper_pearson import defects_needed, interval, lower_bound, upper_bound  # noqa: F401
 
@@ -132,15 +133,25 @@ class _CountsMetric(tfma.metrics.Metric):
     ) -> metric_types.MetricComputations:
         def key(value_name: str) -> metric_types.MetricKey:
             return metric_types.MetricKey(
-                name=value_name, model_name=model_name, output_name=output_name, sub_key=sub_key,
-                aggregation_type=aggregation_type, example_weighted=example_weighted,
+                name=value_name,
+                model_name=model_name,
+                output_name=output_name,
+                sub_key=sub_key,
+                aggregation_type=aggregation_type,
+                example_weighted=example_weighted,
             )
 
         # Exactly the stock Recall's / FallOut's matrix computation (TFMA runs it once for all of them).
         computations = binary_confusion_matrices.binary_confusion_matrices(
-            thresholds=[FLAG_THRESHOLD], eval_config=eval_config, model_name=model_name, output_name=output_name,
-            sub_key=sub_key, aggregation_type=aggregation_type, class_weights=class_weights,
-            example_weighted=example_weighted, preprocessors=None,
+            thresholds=[FLAG_THRESHOLD],
+            eval_config=eval_config,
+            model_name=model_name,
+            output_name=output_name,
+            sub_key=sub_key,
+            aggregation_type=aggregation_type,
+            class_weights=class_weights,
+            example_weighted=example_weighted,
+            preprocessors=None,
         )
         matrices_key = computations[-1].keys[-1]
         names = [name or self.VALUE_NAMES[0], *self.VALUE_NAMES[1:]]
@@ -158,8 +169,12 @@ class DefectRecallBounds(_CountsMetric):
     """Defect recall with its exact bounds: lower bound (the metric's own value), support, misses, interval."""
 
     VALUE_NAMES = (
-        DEFECT_RECALL_LOWER_BOUND, DEFECT_SUPPORT, DEFECT_MISSES, DEFECT_RECALL_POINT,
-        DEFECT_RECALL_CI_LOW, DEFECT_RECALL_CI_HIGH,
+        DEFECT_RECALL_LOWER_BOUND,
+        DEFECT_SUPPORT,
+        DEFECT_MISSES,
+        DEFECT_RECALL_POINT,
+        DEFECT_RECALL_CI_LOW,
+        DEFECT_RECALL_CI_HIGH,
     )
 
     def __init__(self, name: Optional[str] = None, confidence: float = 0.95, interval_confidence: float = 0.95):
@@ -176,7 +191,9 @@ class DefectRecallGate(_CountsMetric):
 
     VALUE_NAMES = (DEFECT_RECALL_GATE,)
 
-    def __init__(self, name: Optional[str] = None, min_support: int = 30, too_few: str = clopper_pearson.TOO_FEW_REPORT):
+    def __init__(
+        self, name: Optional[str] = None, min_support: int = 30, too_few: str = clopper_pearson.TOO_FEW_REPORT
+    ):
         clopper_pearson.check_policy(min_support, too_few)
         super().__init__(name=name, min_support=int(min_support), too_few=too_few)
 
@@ -189,7 +206,11 @@ class FalseAlarmBounds(_CountsMetric):
     """The false-alarm rate's exact bounds: upper bound (the metric's own value), support, false alarms, interval."""
 
     VALUE_NAMES = (
-        FALSE_ALARM_RATE_UPPER_BOUND, NORMAL_SUPPORT, FALSE_ALARMS, FALSE_ALARM_RATE_CI_LOW, FALSE_ALARM_RATE_CI_HIGH,
+        FALSE_ALARM_RATE_UPPER_BOUND,
+        NORMAL_SUPPORT,
+        FALSE_ALARMS,
+        FALSE_ALARM_RATE_CI_LOW,
+        FALSE_ALARM_RATE_CI_HIGH,
     )
 
     def __init__(self, name: Optional[str] = None, confidence: float = 0.95, interval_confidence: float = 0.95):
@@ -210,13 +231,35 @@ def metric_config(metric_class: type, **kwargs) -> tfma.MetricConfig:
 
 #: Every key these metrics emit.
 ALL_KEYS: List[str] = [
-    *DefectRecallBounds.VALUE_NAMES, *DefectRecallGate.VALUE_NAMES, *FalseAlarmBounds.VALUE_NAMES,
+    *DefectRecallBounds.VALUE_NAMES,
+    *DefectRecallGate.VALUE_NAMES,
+    *FalseAlarmBounds.VALUE_NAMES,
 ]
 
 __all__ = [
-    "MODULE", "FLAG_THRESHOLD", "DefectRecallBounds", "DefectRecallGate", "FalseAlarmBounds", "metric_config",
-    "recall_values", "false_alarm_values", "ALL_KEYS", "defects_needed", "lower_bound", "upper_bound", "interval",
-    "DEFECT_RECALL_LOWER_BOUND", "DEFECT_RECALL_GATE", "DEFECT_SUPPORT", "DEFECT_MISSES", "DEFECT_RECALL_POINT",
-    "DEFECT_RECALL_CI_LOW", "DEFECT_RECALL_CI_HIGH", "FALSE_ALARM_RATE_UPPER_BOUND", "NORMAL_SUPPORT", "FALSE_ALARMS",
-    "FALSE_ALARM_RATE_CI_LOW", "FALSE_ALARM_RATE_CI_HIGH",
+    "MODULE",
+    "FLAG_THRESHOLD",
+    "DefectRecallBounds",
+    "DefectRecallGate",
+    "FalseAlarmBounds",
+    "metric_config",
+    "recall_values",
+    "false_alarm_values",
+    "ALL_KEYS",
+    "defects_needed",
+    "lower_bound",
+    "upper_bound",
+    "interval",
+    "DEFECT_RECALL_LOWER_BOUND",
+    "DEFECT_RECALL_GATE",
+    "DEFECT_SUPPORT",
+    "DEFECT_MISSES",
+    "DEFECT_RECALL_POINT",
+    "DEFECT_RECALL_CI_LOW",
+    "DEFECT_RECALL_CI_HIGH",
+    "FALSE_ALARM_RATE_UPPER_BOUND",
+    "NORMAL_SUPPORT",
+    "FALSE_ALARMS",
+    "FALSE_ALARM_RATE_CI_LOW",
+    "FALSE_ALARM_RATE_CI_HIGH",
 ]

@@ -73,7 +73,6 @@ from spanet.ood import STATISTICS, fit_envelope, input_statistics, multilabel_fa
 UNKNOWN_DEFECT_SCORE = 0.75
 
 
-
 class ServingModel(tf.Module):
     """The classifier plus its calibration and operating point, as one exportable module."""
 
@@ -94,7 +93,8 @@ class ServingModel(tf.Module):
     ):
         super().__init__(name="spanet_serving")
         self.model = model
-        #: One sigmoid per pattern (``class_names`` are then the patterns) instead of one softmax (a Python bool: fixed in the graph).
+        #: One sigmoid per pattern (``class_names`` are then the patterns) instead of one softmax
+        #: (a Python bool: fixed in the graph).
         self.multilabel = bool(multilabel)
         self.normal_class = tf.Variable(normal_class, trainable=False, name="normal_class")
         #: Test-time averaging over this many exact orientations (a Python int: fixed in the traced graph).
@@ -103,20 +103,29 @@ class ServingModel(tf.Module):
         self._raw_spec = tft_output.raw_feature_spec()
         # Stored in the SavedModel: readable after tf.saved_model.load, and reported.
         self.class_names = tf.Variable(list(class_names), trainable=False, name="class_names")
-        self.normal_class_id = tf.Variable(int(normal_class_id), trainable=False, dtype=tf.int64, name="normal_class_id")
+        self.normal_class_id = tf.Variable(
+            int(normal_class_id), trainable=False, dtype=tf.int64, name="normal_class_id"
+        )
         self.probability_scale = tf.Variable(float(probability_scale), trainable=False, name="probability_scale")
         self.normal_threshold = tf.Variable(float(normal_threshold), trainable=False, name="normal_threshold")
-        self.familiarity_threshold = tf.Variable(float(familiarity_threshold), trainable=False, name="familiarity_threshold")
+        self.familiarity_threshold = tf.Variable(
+            float(familiarity_threshold), trainable=False, name="familiarity_threshold"
+        )
         low, high = envelope if envelope is not None else fit_envelope(np.zeros([0, len(STATISTICS)]))
         self.envelope_low = tf.Variable(np.asarray(low, np.float32), trainable=False, name="envelope_low")
         self.envelope_high = tf.Variable(np.asarray(high, np.float32), trainable=False, name="envelope_high")
-        self.unknown_is_defective = tf.Variable(bool(unknown_is_defective), trainable=False, name="unknown_is_defective")
+        self.unknown_is_defective = tf.Variable(
+            bool(unknown_is_defective), trainable=False, name="unknown_is_defective"
+        )
 
     def _patterns_present(self, probabilities: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        """(B, P) float 1 / 0 per pattern, and (B,) the names of those present joined with ``+`` (else the normal class)."""
+        """(B, P) float 1 / 0 per pattern, and (B,) the names of those present joined with ``+`` (else the
+        normal class)."""
         present = probabilities >= PATTERN_THRESHOLD
         names = tf.broadcast_to(self.class_names, tf.shape(probabilities))
-        joined = tf.strings.reduce_join(tf.ragged.boolean_mask(names, present), axis=-1, separator=MIXED_LABEL_SEPARATOR)
+        joined = tf.strings.reduce_join(
+            tf.ragged.boolean_mask(names, present), axis=-1, separator=MIXED_LABEL_SEPARATOR
+        )
         joined = tf.where(tf.reduce_any(present, axis=-1), joined, self.normal_class)
         return tf.cast(present, tf.float32), joined
 

@@ -33,7 +33,7 @@ from components.operating_point import OperatingPoint, choose_threshold  # noqa:
 from components.serving import ServingModel, export_serving_model  # noqa: E402
 from components.transform import decode, resize  # noqa: E402
 from components.warmup import WARMUP_FILE, warmup_file_bytes  # noqa: E402
-from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer  # noqa: E402
+from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer, recipe  # noqa: E402
 from spanet._keras import keras  # noqa: E402
 from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations  # noqa: E402
 from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
@@ -73,7 +73,10 @@ def _files(patterns: Sequence[str]) -> List[str]:
 
 def _raw_records(patterns: Sequence[str], class_names: Sequence[str]) -> tf.data.Dataset:
     """(encoded image, class id) pairs from ExampleGen's gzipped raw tf.Examples, ids in ``class_names`` order."""
-    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), features.LABEL_KEY: tf.io.FixedLenFeature([], tf.string)}
+    spec = {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.LABEL_KEY: tf.io.FixedLenFeature([], tf.string),
+    }
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(class_names)), tf.range(len(class_names), dtype=tf.int64)),
         default_value=-1,
@@ -94,14 +97,9 @@ def read_labels(patterns: Sequence[str], class_names: Sequence[str]) -> np.ndarr
 
 
 def class_weights(labels: np.ndarray, num_classes: int, config: TrainingConfig) -> np.ndarray:
-    """Balanced weights n / (K * n_c), clipped to [1 / max, max]; all ones when weighting is off."""
-    if config.class_weighting == "none":
-        return np.ones(num_classes, np.float32)
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.ones(num_classes)
-    weights[present] = len(labels) / (present.sum() * counts[present])
-    return np.clip(weights, 1.0 / config.max_class_weight, config.max_class_weight).astype(np.float32)
+    """The configured class weights (``spanet.recipe.class_weights``: balanced n / (K * n_c), clipped to
+    [1 / max, max]; all ones when weighting is off)."""
+    return recipe.class_weights(labels, num_classes, config.class_weighting, config.max_class_weight)
 
 
 def make_dataset(
@@ -129,12 +127,12 @@ def make_dataset(
     """
     table = tf.constant(weights)
     parallel = os.cpu_count() or 1
-    augmentation = config.augment_config() if training else None
+    augment = config.augment_config() if training else None
 
     def prepare(encoded, label):
         pixels = decode(encoded, image)
-        if augmentation is not None:
-            pixels = augment_wafer_map(pixels, augmentation)
+        if augment is not None:
+            pixels = augment_wafer_map(pixels, augment)
         return resize(pixels, image), label
 
     dataset = _raw_records(patterns, class_names)
@@ -144,8 +142,10 @@ def make_dataset(
     if not training and cache:
         dataset = dataset.cache()
     dataset = dataset.batch(batch_size)
-    if training and augmentation is not None:
-        dataset = dataset.map(lambda images, labels: (dihedral(images, augmentation.flip), labels), num_parallel_calls=parallel)
+    if training and augment is not None:
+        dataset = dataset.map(
+            lambda images, labels: (dihedral(images, augment.flip), labels), num_parallel_calls=parallel
+        )
     if not training:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(example_count / batch_size)))
     if targets is not None:
@@ -167,15 +167,16 @@ def pattern_targets(class_names: Sequence[str], patterns: Sequence[str]) -> np.n
 
 
 def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfig) -> keras.Model:
-    """The configured network (SP&A-Net by default) with cosine logits."""
-    options = {}
-    if config.model in ("spanet", "ghostnet"):
-        options = dict(r=config.r, norm=config.norm, head=config.head)
-        if config.model == "spanet":
-            options["attention"] = config.attention
+    """The configured network (SP&A-Net by default) with cosine logits; the builder takes the model
+    options that ``spanet.recipe.model_options`` gives it."""
     return build_model(
-        config.model, num_classes=num_classes, input_shape=(image.height, image.width, image.input_channels),
-        width=config.width, **options,
+        config.model,
+        num_classes=num_classes,
+        input_shape=(image.height, image.width, image.input_channels),
+        width=config.width,
+        **recipe.model_options(
+            config.model, r=config.r, attention=config.attention, norm=config.norm, head=config.head
+        ),
     )
 
 
@@ -225,8 +226,11 @@ def fit(
     """Compiles and trains with Circle Loss (its multi-label form with ``multilabel``); logs to
     TensorBoard and CSV in ``run_dir``; stops early on eval."""
     rate, schedule_callbacks = make_learning_rate(
-        config.schedule, config.learning_rate, config.final_learning_rate,
-        total_steps=epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
+        config.schedule,
+        config.learning_rate,
+        config.final_learning_rate,
+        total_steps=epochs * steps_per_epoch,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
@@ -245,22 +249,30 @@ def fit(
     precise_validation = PreciseBatchNormValidation(
         train.map(lambda images, labels, weights: images), evaluation, config.batchnorm_recalibration_batches
     )
-    callbacks = [precise_validation] + schedule_callbacks + [
-        EpochProgress(epochs),
-        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_CSV)),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
-    ]
+    callbacks = (
+        [precise_validation]
+        + schedule_callbacks
+        + [
+            EpochProgress(epochs),
+            keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
+            keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_CSV)),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+            ),
+        ]
+    )
     # EarlyStopping restores the best epoch's weights with their recalibrated statistics; without an
     # early stop, the last epoch's statistics were recalibrated at its end.
     return model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
 
 
 def calibrate(
-    model: keras.Model, evaluation: tf.data.Dataset, normal_id: int, train_statistics: np.ndarray,
-    config: TrainingConfig, multilabel: bool = False,
+    model: keras.Model,
+    evaluation: tf.data.Dataset,
+    normal_id: int,
+    train_statistics: np.ndarray,
+    config: TrainingConfig,
+    multilabel: bool = False,
 ) -> Tuple[float, OperatingPoint, Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
     """Temperature, the unknown-input checks, the defect flag's operating point, and eval quality.
 
@@ -278,10 +290,13 @@ def calibrate(
         familiarity = multilabel_familiarity(cosines).numpy()
         normal = ~labels.astype(bool).any(axis=1)
         p_normal = 1.0 - probabilities.max(axis=1)
-        accuracy = float(((probabilities >= PATTERN_THRESHOLD) == labels.astype(bool)).all(axis=1).mean())  # exact match
+        accuracy = float(
+            ((probabilities >= PATTERN_THRESHOLD) == labels.astype(bool)).all(axis=1).mean()
+        )  # exact match
         # Calibration of every (wafer, pattern) decision, as a two-class problem each.
         calibration_error = expected_calibration_error(
-            np.stack([1.0 - probabilities.ravel(), probabilities.ravel()], axis=1), labels.ravel().astype(np.int64))
+            np.stack([1.0 - probabilities.ravel(), probabilities.ravel()], axis=1), labels.ravel().astype(np.int64)
+        )
     else:
         scale = fit_temperature(cosines, labels) if len(np.unique(labels)) > 1 else config.gamma / 4.0
         probabilities = softmax_probabilities(cosines, scale)
@@ -293,12 +308,15 @@ def calibrate(
     outside = outside_envelope(statistics, *envelope).numpy()
     # Wafers outside the envelope are rejected whatever their familiarity: spend the rest of the budget.
     budget = max(0.0, config.max_unknown_rate - outside[normal].mean()) if normal.any() else 0.0
-    threshold = familiarity_threshold(familiarity[normal & ~outside], budget * normal.sum() / max((normal & ~outside).sum(), 1))
+    threshold = familiarity_threshold(
+        familiarity[normal & ~outside], budget * normal.sum() / max((normal & ~outside).sum(), 1)
+    )
     unknown = outside | (familiarity < threshold)
     if config.unknown_is_defective:
         p_normal = np.where(unknown, 0.0, p_normal)  # an unknown wafer is flagged whatever its P(normal)
-    point = choose_threshold(p_normal, ~normal, config.target_defect_recall, config.max_normal_threshold,
-                             config.max_false_alarm_rate)
+    point = choose_threshold(
+        p_normal, ~normal, config.target_defect_recall, config.max_normal_threshold, config.max_false_alarm_rate
+    )
     quality = {
         "eval_accuracy": accuracy,
         "eval_calibration_error": calibration_error,
@@ -322,17 +340,38 @@ def run_fn(fn_args) -> None:
     train_labels = read_labels(fn_args.train_files, class_names)
     eval_labels = read_labels(fn_args.eval_files, class_names)
     weights = class_weights(train_labels, num_classes, config)
-    logging.info("classes %s; train %d, eval %d examples; class weights %s",
-                 class_names, len(train_labels), len(eval_labels), np.round(weights, 2).tolist())
+    logging.info(
+        "classes %s; train %d, eval %d examples; class weights %s",
+        class_names,
+        len(train_labels),
+        len(eval_labels),
+        np.round(weights, 2).tolist(),
+    )
 
     targets = pattern_targets(class_names, image.patterns) if image.multilabel else None
     if targets is not None:
         logging.info("multi-label over patterns %s", list(image.patterns))
-    train = make_dataset(fn_args.train_files, class_names, image, config.batch_size, True, weights, config, len(train_labels),
-                         targets=targets)
+    train = make_dataset(
+        fn_args.train_files,
+        class_names,
+        image,
+        config.batch_size,
+        True,
+        weights,
+        config,
+        len(train_labels),
+        targets=targets,
+    )
     evaluation = make_dataset(
-        fn_args.eval_files, class_names, image, config.batch_size, False, np.ones(num_classes, np.float32), config,
-        len(eval_labels), targets=targets,
+        fn_args.eval_files,
+        class_names,
+        image,
+        config.batch_size,
+        False,
+        np.ones(num_classes, np.float32),
+        config,
+        len(eval_labels),
+        targets=targets,
     )
     steps_per_epoch = max(1, math.ceil(len(train_labels) / config.batch_size))
     epochs = config.epochs
@@ -343,17 +382,33 @@ def run_fn(fn_args) -> None:
     model = build_classifier(len(outputs), image, config)
     history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs, image.multilabel)
     train_inputs = make_dataset(
-        fn_args.train_files, class_names, image, config.batch_size, False, weights, config, len(train_labels), cache=False
+        fn_args.train_files,
+        class_names,
+        image,
+        config.batch_size,
+        False,
+        weights,
+        config,
+        len(train_labels),
+        cache=False,
     )
-    scale, point, quality, envelope = calibrate(model, evaluation, normal_id, statistics_of(train_inputs), config,
-                                                image.multilabel)
-    logging.info("operating point on eval: %s; unknown below familiarity %.4f (eval: %.4f of all, %.4f of normal wafers)",
-                 json.dumps(point.to_dict()), quality["familiarity_threshold"], quality["eval_unknown_rate"],
-                 quality["eval_unknown_rate_normal"])
+    scale, point, quality, envelope = calibrate(
+        model, evaluation, normal_id, statistics_of(train_inputs), config, image.multilabel
+    )
+    logging.info(
+        "operating point on eval: %s; unknown below familiarity %.4f (eval: %.4f of all, %.4f of normal wafers)",
+        json.dumps(point.to_dict()),
+        quality["familiarity_threshold"],
+        quality["eval_unknown_rate"],
+        quality["eval_unknown_rate_normal"],
+    )
     if not point.target_reached:
         logging.warning(
             "defect recall %.4f on eval is below the target %.4f at the threshold %.3f (limited by the %s): "
-            "the Evaluator may not bless this model", point.defect_recall, config.target_defect_recall, point.threshold,
+            "the Evaluator may not bless this model",
+            point.defect_recall,
+            config.target_defect_recall,
+            point.threshold,
             point.limited_by,
         )
 
@@ -377,11 +432,25 @@ def run_fn(fn_args) -> None:
     summary_json = json.dumps(summary, indent=2).encode()
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
-    serving = ServingModel(model, tft_output, outputs, -1 if image.multilabel else normal_id, scale, point.threshold,
-                           quality["familiarity_threshold"], envelope, config.unknown_is_defective,
-                           config.test_time_orientations, normal_class=image.normal_class,
-                           multilabel=image.multilabel)
-    export_serving_model(fn_args.serving_model_dir, serving, extra_files={
-        OPERATING_POINT_JSON: summary_json,
-        WARMUP_FILE: warmup_file_bytes(module_config.model_name, image.height, image.width, image.channels),
-    })
+    serving = ServingModel(
+        model,
+        tft_output,
+        outputs,
+        -1 if image.multilabel else normal_id,
+        scale,
+        point.threshold,
+        quality["familiarity_threshold"],
+        envelope,
+        config.unknown_is_defective,
+        config.test_time_orientations,
+        normal_class=image.normal_class,
+        multilabel=image.multilabel,
+    )
+    export_serving_model(
+        fn_args.serving_model_dir,
+        serving,
+        extra_files={
+            OPERATING_POINT_JSON: summary_json,
+            WARMUP_FILE: warmup_file_bytes(module_config.model_name, image.height, image.width, image.channels),
+        },
+    )

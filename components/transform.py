@@ -62,7 +62,8 @@ def decode_and_resize(images: tf.Tensor, config: ImageConfig) -> tf.Tensor:
     """
     images = tf.reshape(images, [-1])
     return tf.map_fn(
-        lambda encoded: resize(decode(encoded, config), config), images,
+        lambda encoded: resize(decode(encoded, config), config),
+        images,
         fn_output_signature=tf.TensorSpec([config.height, config.width, config.input_channels], tf.float32),
     )
 
@@ -77,7 +78,9 @@ def multi_hot(labels: tf.Tensor, patterns) -> tf.Tensor:
     return tf.cast(tf.reduce_any(named, axis=1), tf.float32)
 
 
-def preprocessing_fn(inputs: Mapping[str, tf.Tensor], custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(
+    inputs: Mapping[str, tf.Tensor], custom_config: Optional[Dict[str, Any]] = None
+) -> Dict[str, tf.Tensor]:
     """TFX Transform entry point (``module_file`` or ``preprocessing_fn='components.transform.preprocessing_fn'``)."""
     config = ImageConfig.from_custom_config(custom_config)
     outputs = {IMAGE_XF: decode_and_resize(inputs[features.IMAGE_KEY], config)}

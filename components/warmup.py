@@ -52,7 +52,9 @@ def warmup_logs(model_name: str, image: bytes, batch_sizes: Sequence[int] = WARM
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = WARMUP_SIGNATURE
-        request.inputs[WARMUP_INPUT].CopyFrom(tf.make_tensor_proto([image] * int(size), dtype=tf.string, shape=[int(size)]))
+        request.inputs[WARMUP_INPUT].CopyFrom(
+            tf.make_tensor_proto([image] * int(size), dtype=tf.string, shape=[int(size)])
+        )
         logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
     return logs
 
@@ -83,4 +85,6 @@ def read_warmup_logs(path: str) -> List["object"]:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    return [prediction_log_pb2.PredictionLog.FromString(raw) for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+    return [
+        prediction_log_pb2.PredictionLog.FromString(raw) for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()
+    ]

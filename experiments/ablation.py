@@ -18,6 +18,7 @@ from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence  # noqa: E402
 
 from experiments import cli, harness, plots  # noqa: E402
+from spanet.recipe import DEFAULT_R, model_options  # noqa: E402
 
 NAME = "ablation"
 BASELINE_LABEL = "baseline: LayerNorm, Conv1x1, NAG, cosine, attention"
@@ -37,13 +38,25 @@ PAPER = {BASELINE_LABEL: "98.27% (cosine) / 98.15% (LayerNorm)", "attention: non
 
 def specs(width: float) -> List[harness.ModelSpec]:
     """The baseline, then one configuration per alternative."""
-    base = harness.ModelSpec(label=BASELINE_LABEL, width=width, group="baseline",
-                             options=(("r", 0.5), ("attention", True), ("norm", "layer"), ("head", "conv1x1")))
+    base = harness.ModelSpec(
+        label=BASELINE_LABEL,
+        width=width,
+        group="baseline",
+        options=tuple(model_options("spanet").items()),  # the recipe's defaults: the paper's choices
+    )
     out = [base]
     for factor, setting, change in VARIANTS:
         options = {**dict(base.options), **change.get("options", {})}
-        out.append(replace(base, label=f"{factor}: {setting}", group=factor, options=tuple(options.items()),
-                           optimizer=change.get("optimizer", base.optimizer), schedule=change.get("schedule", base.schedule)))
+        out.append(
+            replace(
+                base,
+                label=f"{factor}: {setting}",
+                group=factor,
+                options=tuple(options.items()),
+                optimizer=change.get("optimizer", base.optimizer),
+                schedule=change.get("schedule", base.schedule),
+            )
+        )
     return out
 
 
@@ -53,20 +66,61 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data = run.load_data(NAME)
     results = harness.run_all(specs(run.preset.width), data, run.preset.train, run.limit)
     baseline = results[0].accuracy
-    rows = [[x.spec.group, x.spec.label.split(": ", 1)[-1] if x.spec.group != "baseline" else "paper's choice", x.accuracy,
-             x.precision, x.recall, x.f1, x.defect_recall, x.accuracy - baseline, x.parameters, PAPER.get(x.spec.label, "")]
-            for x in results]
-    header = ["factor", "setting", "accuracy", "precision", "recall", "F1", "defect recall", "accuracy - baseline",
-              "params", "paper: accuracy"]
-    plot = plots.plot_ablation(results, run.output_path(NAME, "png"),
-                               title=f"SP&A-Net ablation, width {run.preset.width:g}, r 0.5")
+    rows = [
+        [
+            x.spec.group,
+            x.spec.label.split(": ", 1)[-1] if x.spec.group != "baseline" else "paper's choice",
+            x.accuracy,
+            x.precision,
+            x.recall,
+            x.f1,
+            x.defect_recall,
+            x.accuracy - baseline,
+            x.parameters,
+            PAPER.get(x.spec.label, ""),
+        ]
+        for x in results
+    ]
+    header = [
+        "factor",
+        "setting",
+        "accuracy",
+        "precision",
+        "recall",
+        "F1",
+        "defect recall",
+        "accuracy - baseline",
+        "params",
+        "paper: accuracy",
+    ]
+    plot = plots.plot_ablation(
+        results, run.output_path(NAME, "png"), title=f"SP&A-Net ablation, width {run.preset.width:g}, r {DEFAULT_R:g}"
+    )
     run.publish(
-        NAME, "Ablation (SP&A-Net)", data, f"; SP&A-Net width {run.preset.width:g}, r 0.5", header, rows, plot,
+        NAME,
+        "Ablation (SP&A-Net)",
+        data,
+        f"; SP&A-Net width {run.preset.width:g}, r {DEFAULT_R:g}",
+        header,
+        rows,
+        plot,
         notes=[
-            "Each row changes one setting of the baseline (the paper's choices); everything else, the data and the seed are the same.",
-            "Normalisation is the one inside the attention block; the head is Conv1x1 flattening (1x1 conv -> pool -> 1x1 conv to 1280) vs global average pooling only.",
-            "Reduce-on-plateau watches the training loss (there is no validation split here) with patience 3, so in a short run it may never lower the rate.",
-            "The paper's accuracies are on its proprietary AEI / ADI / API images; its ResNet-50 + SE / NL / SNL / GC rows are in the model comparison instead.",
+            (
+                "Each row changes one setting of the baseline (the paper's choices); "
+                "everything else, the data and the seed are the same."
+            ),
+            (
+                "Normalisation is the one inside the attention block; the head is Conv1x1 flattening "
+                "(1x1 conv -> pool -> 1x1 conv to 1280) vs global average pooling only."
+            ),
+            (
+                "Reduce-on-plateau watches the training loss (there is no validation split here) with patience 3, "
+                "so in a short run it may never lower the rate."
+            ),
+            (
+                "The paper's accuracies are on its proprietary AEI / ADI / API images; "
+                "its ResNet-50 + SE / NL / SNL / GC rows are in the model comparison instead."
+            ),
         ],
     )
     return 0

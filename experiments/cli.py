@@ -1,7 +1,7 @@
 """The experiments' shared command line: mode, data set, output folder and the budget overrides.
 
-    python experiments/<name>.py [--quick|--full] [--data PATH --format FMT] --out DIR
-                                 [--count N --epochs N --limit N --image-size N --width W ...]
+python experiments/<name>.py [--quick|--full] [--data PATH --format FMT] --out DIR
+                             [--count N --epochs N --limit N --image-size N --width W ...]
 """
 
 import argparse
@@ -31,7 +31,10 @@ class Invocation:
     def load_data(self, name: str) -> Dataset:
         """The run's data set, announced on stdout."""
         data = load_dataset(self.preset.data)
-        print(f"{name}: {data.description}; train {len(data.y_train)} / test {len(data.y_test)} maps, classes {data.class_names}")
+        print(
+            f"{name}: {data.description}; train {len(data.y_train)} / test {len(data.y_test)} maps, "
+            f"classes {data.class_names}"
+        )
         return data
 
     def output_path(self, name: str, suffix: str) -> str:
@@ -39,13 +42,30 @@ class Invocation:
         os.makedirs(self.out, exist_ok=True)
         return os.path.join(self.out, f"{name}.{suffix}")
 
-    def publish(self, name: str, title: str, data: Dataset, settings: str, header: Sequence[str], rows: Sequence[Sequence],
-                plot: str, notes: Sequence[str]) -> str:
-        """Writes the experiment's Markdown page (``settings`` follows the recipe line) and says where it and the plot are."""
+    def publish(
+        self,
+        name: str,
+        title: str,
+        data: Dataset,
+        settings: str,
+        header: Sequence[str],
+        rows: Sequence[Sequence],
+        plot: str,
+        notes: Sequence[str],
+    ) -> str:
+        """Writes the experiment's Markdown page (``settings`` follows the recipe line) and says where it
+        and the plot are."""
         page = markdown.write_page(
-            self.output_path(name, "md"), title, self.command, machine_description(), data.split_description,
-            settings_text(self.preset) + settings, markdown.markdown_table(header, rows), plot,
-            notes=notes, seconds=time.time() - self.started,
+            self.output_path(name, "md"),
+            title,
+            self.command,
+            machine_description(),
+            data.split_description,
+            settings_text(self.preset) + settings,
+            markdown.markdown_table(header, rows),
+            plot,
+            notes=notes,
+            seconds=time.time() - self.started,
         )
         print(f"{name}: wrote {page} and {plot} in {(time.time() - self.started) / 60:.1f} min")
         return page
@@ -55,10 +75,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     """The arguments every experiment takes."""
     p = argparse.ArgumentParser(description=description)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="minutes on a 2-core CPU (default)")
+    mode.add_argument(
+        "--quick", dest="mode", action="store_const", const="quick", help="minutes on a 2-core CPU (default)"
+    )
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the paper-sized run, for a GPU")
     p.set_defaults(mode="quick")
-    p.add_argument("--data", help="a data set the readers accept (default: the synthetic benchmark, generated in-process)")
+    p.add_argument(
+        "--data", help="a data set the readers accept (default: the synthetic benchmark, generated in-process)"
+    )
     p.add_argument("--format", default="auto", choices=FORMATS, help="its format (default: %(default)s)")
     p.add_argument("--out", required=True, help="folder for the Markdown table and the PNG plot")
     p.add_argument("--count", type=int, help="maps to generate, or the most to sample from --data (0: all)")
@@ -71,28 +95,44 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--lot-size", type=int, help="wafers per lot of the synthetic set")
     p.add_argument("--seed", type=int, help="data and training seed")
     p.add_argument("--limit", type=int, help="train only the first N configurations (smoke tests)")
-    p.add_argument("--graph", action="store_true", help="compile training graphs (faster per step; slow to start on a CPU)")
+    p.add_argument(
+        "--graph", action="store_true", help="compile training graphs (faster per step; slow to start on a CPU)"
+    )
     return p
 
 
 def invocation(args: argparse.Namespace, script: str, argv: Optional[Sequence[str]]) -> Invocation:
     """The preset with this command line's overrides."""
     preset = with_overrides(
-        PRESETS[args.mode], width=args.width, widths=args.widths, count=args.count, epochs=args.epochs,
-        batch_size=args.batch_size, image_size=args.image_size, channels=args.channels, lot_size=args.lot_size,
-        seed=args.seed, data_path=args.data, data_format=args.format if args.data else None,
+        PRESETS[args.mode],
+        width=args.width,
+        widths=args.widths,
+        count=args.count,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        channels=args.channels,
+        lot_size=args.lot_size,
+        seed=args.seed,
+        data_path=args.data,
+        data_format=args.format if args.data else None,
         run_eagerly=False if args.graph else None,
     )
     words: List[str] = list(sys.argv[1:] if argv is None else argv)
-    command = "python " + os.path.join("experiments", os.path.basename(script)) + (" " + shlex.join(words) if words else "")
+    command = (
+        "python " + os.path.join("experiments", os.path.basename(script)) + (" " + shlex.join(words) if words else "")
+    )
     return Invocation(preset=preset, mode=args.mode, out=args.out, limit=args.limit, command=command)
 
 
 def settings_text(preset: Preset) -> str:
     """The training budget and recipe in one line, for the Markdown page."""
     t, d = preset.train, preset.data
-    return (f"{d.image_size}x{d.image_size}x{d.channels} input, {t.epochs} epochs, batch {t.batch_size}, Circle Loss "
-            f"(gamma {t.gamma:g}, m {t.margin:g}), NAG/SGD lr {t.learning_rate:g} (Adam {t.adam_learning_rate:g}) -> "
-            f"{t.final_learning_rate:g}, {t.warmup_epochs} warm-up epoch(s), weight decay {t.weight_decay:g}, balanced class "
-            f"weights, flip/rotate augmentation, BatchNorm statistics re-estimated before testing; test split: "
-            f"{d.test_fraction:.0%} of the lots, held out; scores are arg-max predictions, macro averages over the test split's classes")
+    return (
+        f"{d.image_size}x{d.image_size}x{d.channels} input, {t.epochs} epochs, batch {t.batch_size}, Circle Loss "
+        f"(gamma {t.gamma:g}, m {t.margin:g}), NAG/SGD lr {t.learning_rate:g} (Adam {t.adam_learning_rate:g}) -> "
+        f"{t.final_learning_rate:g}, {t.warmup_epochs} warm-up epoch(s), weight decay {t.weight_decay:g}, "
+        "balanced class weights, flip/rotate augmentation, BatchNorm statistics re-estimated before testing; "
+        f"test split: {d.test_fraction:.0%} of the lots, held out; scores are arg-max predictions, "
+        "macro averages over the test split's classes"
+    )

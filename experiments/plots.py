@@ -4,11 +4,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from components.report.render import new_axes, save_figure
+from components.report.plots import new_axes, save_figure
 from experiments.harness import RunResult
 
-METRICS = (("accuracy", "accuracy"), ("precision", "macro precision"), ("recall", "macro recall"),
-           ("f1", "macro F1"), ("defect_recall", "defect recall"))
+METRICS = (
+    ("accuracy", "accuracy"),
+    ("precision", "macro precision"),
+    ("recall", "macro recall"),
+    ("f1", "macro F1"),
+    ("defect_recall", "defect recall"),
+)
 
 
 def _value(result: RunResult, metric: str) -> float:
@@ -16,8 +21,12 @@ def _value(result: RunResult, metric: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-def plot_r_sweep(results: Sequence[RunResult], path: str, published_parameters: Optional[Sequence[int]] = None,
-                 title: str = "Composition ratio r") -> str:
+def plot_r_sweep(
+    results: Sequence[RunResult],
+    path: str,
+    published_parameters: Optional[Sequence[int]] = None,
+    title: str = "Composition ratio r",
+) -> str:
     """Scores against r (left) and parameters against r (right)."""
     r = [result.spec.option("r") for result in results]
     figure, (left, right) = new_axes(11.0, 4.2, ncols=2)
@@ -31,7 +40,9 @@ def plot_r_sweep(results: Sequence[RunResult], path: str, published_parameters: 
     left.legend(fontsize=8)
     right.plot(r, [x.parameters / 1e6 for x in results], marker="o", label="trained (fixed block depth multiplier)")
     if published_parameters:
-        right.plot(r, [p / 1e6 for p in published_parameters], marker="s", label="published code's rule (ceil(1/r) - 1)")
+        right.plot(
+            r, [p / 1e6 for p in published_parameters], marker="s", label="published code's rule (ceil(1/r) - 1)"
+        )
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xticks(r, [f"{v:g}" for v in r])
@@ -59,7 +70,9 @@ def plot_ablation(results: Sequence[RunResult], path: str, title: str = "Ablatio
     return save_figure(figure, path)
 
 
-def plot_accuracy_vs_parameters(results: Sequence[RunResult], path: str, title: str = "Accuracy against parameters") -> str:
+def plot_accuracy_vs_parameters(
+    results: Sequence[RunResult], path: str, title: str = "Accuracy against parameters"
+) -> str:
     """One line per network through its widths: accuracy against parameters (log scale)."""
     families: Dict[str, List[RunResult]] = {}
     for result in results:
@@ -69,8 +82,13 @@ def plot_accuracy_vs_parameters(results: Sequence[RunResult], path: str, title: 
         members = sorted(members, key=lambda x: x.parameters)
         axes.plot([x.parameters / 1e6 for x in members], [x.accuracy for x in members], marker="o", label=name)
         for x in members:
-            axes.annotate(f"w{x.spec.width:g}", (x.parameters / 1e6, x.accuracy), fontsize=7,
-                          textcoords="offset points", xytext=(3, 3))
+            axes.annotate(
+                f"w{x.spec.width:g}",
+                (x.parameters / 1e6, x.accuracy),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
     axes.set_xscale("log")
     axes.set_xlabel("parameters (M)")
     axes.set_ylabel("test accuracy")

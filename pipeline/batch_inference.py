@@ -87,8 +87,9 @@ class SavedModelHandler(ModelHandler[bytes, Any, LocalModel]):
     def batch_elements_kwargs(self) -> Dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self._batch_size}
 
-    def run_inference(self, batch: Sequence[bytes], model: LocalModel,
-                      inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[bytes], model: LocalModel, inference_args: Optional[Dict[str, Any]] = None
+    ) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
         try:
@@ -150,13 +151,17 @@ class _CountClasses(beam.CombineFn):
 
 def build_graph(root: beam.Pipeline, job: BatchJob) -> None:
     """Adds the scoring graph for ``job`` to ``root``: predictions, rejected inputs and the summary."""
-    read = (root
-            | "Files" >> beam.Create(list(job.files))
-            | "Reshuffle" >> beam.Reshuffle()
-            | "Read" >> beam.FlatMap(_read_file).with_outputs(REJECTED_TAG, main="wafers"))
-    answers = (read.wafers
-               | "Score" >> RunInference(KeyedModelHandler(SavedModelHandler(job.model_dir, job.batch_size)))
-               | "Split" >> beam.FlatMap(_split_answers).with_outputs(REJECTED_TAG, main="scored"))
+    read = (
+        root
+        | "Files" >> beam.Create(list(job.files))
+        | "Reshuffle" >> beam.Reshuffle()
+        | "Read" >> beam.FlatMap(_read_file).with_outputs(REJECTED_TAG, main="wafers")
+    )
+    answers = (
+        read.wafers
+        | "Score" >> RunInference(KeyedModelHandler(SavedModelHandler(job.model_dir, job.batch_size)))
+        | "Split" >> beam.FlatMap(_split_answers).with_outputs(REJECTED_TAG, main="scored")
+    )
     classes = list(job.class_names)
     if job.row_format == "csv":
         lines = answers.scored | "Rows" >> beam.Map(lambda row: csv_line(csv_cells(row[0], row[1], classes)))
@@ -165,10 +170,16 @@ def build_graph(root: beam.Pipeline, job: BatchJob) -> None:
         lines = answers.scored | "Rows" >> beam.MapTuple(jsonl_line)
         header = None
     lines | "Write" >> beam.io.WriteToText(job.output, shard_name_template="", header=header)
-    ((read[REJECTED_TAG], answers[REJECTED_TAG]) | "Rejected" >> beam.Flatten()
-     | "WriteRejected" >> beam.io.WriteToText(job.beside(REJECTED_SUFFIX), shard_name_template=""))
-    (answers.scored | "Count" >> beam.CombineGlobally(_CountClasses())
-     | "WriteSummary" >> beam.io.WriteToText(job.beside(SUMMARY_SUFFIX), shard_name_template=""))
+    (
+        (read[REJECTED_TAG], answers[REJECTED_TAG])
+        | "Rejected" >> beam.Flatten()
+        | "WriteRejected" >> beam.io.WriteToText(job.beside(REJECTED_SUFFIX), shard_name_template="")
+    )
+    (
+        answers.scored
+        | "Count" >> beam.CombineGlobally(_CountClasses())
+        | "WriteSummary" >> beam.io.WriteToText(job.beside(SUMMARY_SUFFIX), shard_name_template="")
+    )
 
 
 def run_job(job: BatchJob, beam_args: Sequence[str] = (), progress_every: int = 1000) -> Dict[str, Any]:

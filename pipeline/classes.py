@@ -26,17 +26,24 @@ class ClassSetError(DataInputError):
 def check_class_list(classes: Sequence[str], normal_class: str, where: str = "the classes") -> None:
     """ClassSetError unless `classes` has at least two names, one of them `normal_class`."""
     if normal_class not in classes:
-        raise ClassSetError(f"--normal-class {normal_class!r} is not one of {where} {list(classes)}; "
-                            "name the class that means 'not defective'")
+        raise ClassSetError(
+            f"--normal-class {normal_class!r} is not one of {where} {list(classes)}; "
+            "name the class that means 'not defective'"
+        )
     if len(classes) < 2:
-        raise ClassSetError(f"only one class ({classes[0]!r}) in {where}: a classifier needs the normal class and at least one defect class")
+        raise ClassSetError(
+            f"only one class ({classes[0]!r}) in {where}: "
+            "a classifier needs the normal class and at least one defect class"
+        )
 
 
 def check_census(classes: Sequence[str], census: LabelCensus, path: str, listed: bool) -> None:
     """ClassSetError naming a listed class absent from the data, or a class with no wafer in some split."""
     absent = [c for c in classes if census.total(c) == 0]
     if listed and absent:
-        raise ClassSetError(f"--classes lists {absent} but {path} holds no wafer labelled so; labels in the data: {census.labels}")
+        raise ClassSetError(
+            f"--classes lists {absent} but {path} holds no wafer labelled so; labels in the data: {census.labels}"
+        )
     for name in classes:
         missing = census.missing_from(name)
         if missing:
@@ -69,8 +76,10 @@ def _resolve_multilabel(config: PipelineConfig, census: Optional[LabelCensus], p
     go to ``image.patterns``; the class names become the label values whose parts are all known."""
     normal = config.image.normal_class
     if census is None:
-        raise ClassSetError(f"{path}: --mixed multilabel needs labels that can be counted before reading "
-                            "(an image folder, a manifest, an npz or G85 files)")
+        raise ClassSetError(
+            f"{path}: --mixed multilabel needs labels that can be counted before reading "
+            "(an image folder, a manifest, an npz or G85 files)"
+        )
     parts = pattern_census(census)
     listed = config.class_names is not None
     classes = tuple(config.class_names) if listed else tuple(parts.labels)
@@ -78,7 +87,11 @@ def _resolve_multilabel(config: PipelineConfig, census: Optional[LabelCensus], p
     check_census(classes, parts, path, listed=listed)
     patterns = tuple(c for c in classes if c != normal)
     values = tuple(label for label in census.labels if set(label_parts(label)) <= set(classes))
-    gate = replace(config.gate, class_names=values, normal_class=normal, patterns=patterns) if config.gate is not None else None
+    gate = (
+        replace(config.gate, class_names=values, normal_class=normal, patterns=patterns)
+        if config.gate is not None
+        else None
+    )
     return config.with_updates(class_names=values, gate=gate, image=replace(config.image, patterns=patterns))
 
 
@@ -105,7 +118,9 @@ def resolve_classes(config: PipelineConfig) -> Tuple[PipelineConfig, Optional[La
     else:
         found = census.labels if census is not None else reader.vocabulary
         if not found:
-            raise ClassSetError(f"{path}: the {reader.name!r} reader cannot list the labels before reading; give --classes")
+            raise ClassSetError(
+                f"{path}: the {reader.name!r} reader cannot list the labels before reading; give --classes"
+            )
         classes = tuple(found)
         check_class_list(classes, normal, f"the labels found in {os.path.basename(path.rstrip('/')) or path}")
     if census is not None:
@@ -123,21 +138,34 @@ def _class_list(text: str) -> Tuple[str, ...]:
 
 def add_class_arguments(parser: argparse.ArgumentParser) -> None:
     """--classes, --normal-class and --mixed, the same for both runners."""
-    parser.add_argument("--classes", type=_class_list, metavar="A,B,C",
-                        help="the classes to train, in report order (default: the labels found in the data)")
-    parser.add_argument("--normal-class", default=NORMAL_CLASS, metavar="NAME",
-                        help="the class that means 'not defective': defect recall, the gate and the operating "
-                             "threshold follow it (default: %(default)s)")
-    parser.add_argument("--mixed", default=MIXED_MODES[0], choices=MIXED_MODES,
-                        help="mixed-type labels such as Center+Loc: each combination its own class; 'single': "
-                             "mixed wafers are left out and counted; 'multilabel': one output per pattern, --classes "
-                             "then names the patterns (default: %(default)s)")
+    parser.add_argument(
+        "--classes",
+        type=_class_list,
+        metavar="A,B,C",
+        help="the classes to train, in report order (default: the labels found in the data)",
+    )
+    parser.add_argument(
+        "--normal-class",
+        default=NORMAL_CLASS,
+        metavar="NAME",
+        help="the class that means 'not defective': defect recall, the gate and the operating "
+        "threshold follow it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mixed",
+        default=MIXED_MODES[0],
+        choices=MIXED_MODES,
+        help="mixed-type labels such as Center+Loc: each combination its own class; 'single': "
+        "mixed wafers are left out and counted; 'multilabel': one output per pattern, --classes "
+        "then names the patterns (default: %(default)s)",
+    )
 
 
 def apply_class_arguments(config: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
     """`config` with the class options of `args` (see add_class_arguments)."""
-    return config.with_updates(class_names=args.classes, mixed=args.mixed,
-                               image=replace(config.image, normal_class=args.normal_class))
+    return config.with_updates(
+        class_names=args.classes, mixed=args.mixed, image=replace(config.image, normal_class=args.normal_class)
+    )
 
 
 def classes_for_compile(config: PipelineConfig) -> PipelineConfig:
@@ -146,14 +174,18 @@ def classes_for_compile(config: PipelineConfig) -> PipelineConfig:
     ClassSetError when neither (the pods will read the data; this machine must know its classes).
     """
     if config.mixed == "multilabel" and not (config.data_path and os.path.exists(config.data_path)):
-        raise ClassSetError("--mixed multilabel: the schema lists the pattern combinations found in the data, "
-                            "so --data must be readable on this machine when the pipeline is compiled")
+        raise ClassSetError(
+            "--mixed multilabel: the schema lists the pattern combinations found in the data, "
+            "so --data must be readable on this machine when the pipeline is compiled"
+        )
     if config.class_names is not None and config.mixed != "multilabel":
         check_class_list(config.class_names, config.image.normal_class, "--classes")
         gate = replace(config.gate, class_names=config.class_names) if config.gate is not None else None
         return config.with_updates(gate=gate)
     if config.data_path and not os.path.exists(config.data_path):
-        raise ClassSetError(f"--data {config.data_path!r} cannot be read here to find its classes: give --classes A,B,C")
+        raise ClassSetError(
+            f"--data {config.data_path!r} cannot be read here to find its classes: give --classes A,B,C"
+        )
     if config.data_path is None:
         # The embedded default data: the generator's classes (the data itself exists only where it was made).
         classes = tuple(sorted(config.default_data.class_mix_dict()))

@@ -140,7 +140,9 @@ class BatchingConfig:
     def __post_init__(self):
         sizes = list(self.allowed_batch_sizes)
         if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
-            raise ValueError(f"allowed batch sizes {sizes} must increase and end at max_batch_size {self.max_batch_size}")
+            raise ValueError(
+                f"allowed batch sizes {sizes} must increase and end at max_batch_size {self.max_batch_size}"
+            )
 
 
 @dataclass(frozen=True)

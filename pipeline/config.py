@@ -64,8 +64,13 @@ class DefaultDataConfig:
 
     def generator_config(self) -> GeneratorConfig:
         """The generator configuration that makes this data set."""
-        return GeneratorConfig(class_mix=self.class_mix_dict(), lot_size=self.lot_size, ranges=self.ranges,
-                               min_size=self.min_size, max_size=self.max_size)
+        return GeneratorConfig(
+            class_mix=self.class_mix_dict(),
+            lot_size=self.lot_size,
+            ranges=self.ranges,
+            min_size=self.min_size,
+            max_size=self.max_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,15 @@ class PipelineConfig:
         names = [name for name, _ in self.splits]
         for required in ("train", "eval", "test"):
             if required not in names:
-                raise ValueError(f"splits must include {required!r} (train: fit, eval: operating point, test: gate); got {names}")
+                raise ValueError(
+                    f"splits must include {required!r} (train: fit, eval: operating point, test: gate); got {names}"
+                )
         if self.mixed not in MIXED_MODES:
             raise ValueError(f"mixed must be one of {list(MIXED_MODES)}; got {self.mixed!r}")
         if self.class_names is not None and self.image.normal_class not in self.class_names:
-            raise ValueError(f"the normal class {self.image.normal_class!r} must be one of class_names {list(self.class_names)}")
+            raise ValueError(
+                f"the normal class {self.image.normal_class!r} must be one of class_names {list(self.class_names)}"
+            )
 
     @property
     def pipeline_root(self) -> str:
@@ -146,8 +155,9 @@ class PipelineConfig:
     def gate_config(self) -> GateConfig:
         if self.class_names is None:
             raise ValueError("the class set is not resolved yet: pipeline.classes.resolve_classes(config) fills it in")
-        return self.gate or GateConfig(class_names=self.class_names, normal_class=self.image.normal_class,
-                                       patterns=self.image.patterns)
+        return self.gate or GateConfig(
+            class_names=self.class_names, normal_class=self.image.normal_class, patterns=self.image.patterns
+        )
 
     def reader_options(self, data_format: str) -> Dict[str, Any]:
         """Keyword options for the reader of `data_format` that follow from this configuration."""

@@ -89,10 +89,16 @@ def describe_error(error: BaseException, host: str) -> str:
             return f"cannot talk to Kubeflow Pipelines at {host}: {_one_line(detail) or 'connection failed'}"
         if status in (401, 403):
             what = "unauthorised" if status == 401 else "forbidden"
-            return (f"Kubeflow Pipelines at {host} refused the request as {what} (HTTP {status}{': ' + detail if detail else ''}); "
-                    f"pass a valid --auth-token (or set {TOKEN_ENV}) and check --namespace")
+            return (
+                f"Kubeflow Pipelines at {host} refused the request as {what} "
+                f"(HTTP {status}{': ' + detail if detail else ''}); "
+                f"pass a valid --auth-token (or set {TOKEN_ENV}) and check --namespace"
+            )
         if status == 404:
-            return f"Kubeflow Pipelines at {host} has no such API or object (HTTP 404{': ' + detail if detail else ''}); is the host the KFP v2 API endpoint?"
+            return (
+                f"Kubeflow Pipelines at {host} has no such API or object (HTTP 404{': ' + detail if detail else ''}); "
+                "is the host the KFP v2 API endpoint?"
+            )
         if 400 <= status < 500:
             return f"Kubeflow Pipelines at {host} rejected the pipeline (HTTP {status}): {detail or 'bad request'}"
         return f"Kubeflow Pipelines at {host} failed with a server error (HTTP {status}): {detail or 'no details'}"

@@ -47,7 +47,9 @@ def trainer_resources(kubeflow: KubeflowConfig):
     if kubeflow.trainer_memory_gb:
         spec.memory_limit = spec.memory_request = float(kubeflow.trainer_memory_gb)
     if kubeflow.trainer_gpus:
-        spec.accelerator.CopyFrom(resource_spec.AcceleratorConfig(type=kubeflow.gpu_type, count=int(kubeflow.trainer_gpus)))
+        spec.accelerator.CopyFrom(
+            resource_spec.AcceleratorConfig(type=kubeflow.gpu_type, count=int(kubeflow.trainer_gpus))
+        )
     return spec if spec.ByteSize() else None
 
 
@@ -62,7 +64,9 @@ def kubernetes_platform(kubeflow: KubeflowConfig) -> Dict[str, Any]:
     if trainer:
         executors[executor_label(TRAINER_ID)] = trainer
     if kubeflow.serving_pvc:
-        executors[executor_label(PUSHER_ID)] = {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": MODELS_MOUNT}]}
+        executors[executor_label(PUSHER_ID)] = {
+            "pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": MODELS_MOUNT}]
+        }
     if not executors:
         return {}
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}

@@ -39,7 +39,9 @@ def hold_output_root(output_root: str) -> Iterator[str]:
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()} ({' '.join(sys.argv) or 'python'}), since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.write(
+            f"process {os.getpid()} ({' '.join(sys.argv) or 'python'}), since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
         handle.flush()
         yield path
     finally:

@@ -28,7 +28,9 @@ def run_context(store: metadata_store.MetadataStore, since_ms: int = 0) -> Optio
     return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)) if runs else None
 
 
-def run_outputs(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> List[metadata_store_pb2.Artifact]:
+def run_outputs(
+    store: metadata_store.MetadataStore, run: metadata_store_pb2.Context
+) -> List[metadata_store_pb2.Artifact]:
     """The live artifacts that this run's executions output, cached ones included, newest first.
 
     Read from the run's own executions and their OUTPUT events, never "the newest artifact of a
@@ -37,18 +39,29 @@ def run_outputs(store: metadata_store.MetadataStore, run: metadata_store_pb2.Con
     """
     executions = store.get_executions_by_context(run.id)
     events = store.get_events_by_execution_ids([e.id for e in executions]) if executions else []
-    ids = sorted({e.artifact_id for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)})
+    ids = sorted(
+        {
+            e.artifact_id
+            for e in events
+            if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+        }
+    )
     artifacts = store.get_artifacts_by_id(ids) if ids else []
     return sorted((a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: -a.id)
 
 
 def _of_type(
-    store: metadata_store.MetadataStore, artifacts: List[metadata_store_pb2.Artifact], type_name: str, producer: str = ""
+    store: metadata_store.MetadataStore,
+    artifacts: List[metadata_store_pb2.Artifact],
+    type_name: str,
+    producer: str = "",
 ) -> Optional[metadata_store_pb2.Artifact]:
     """This run's artifact of a type (written by the named component, if given), or None."""
     types = store.get_artifact_types_by_id(sorted({a.type_id for a in artifacts})) if artifacts else []
     names = {t.id: t.name for t in types}
-    return next((a for a in artifacts if names.get(a.type_id) == type_name and (not producer or f"/{producer}/" in a.uri)), None)
+    return next(
+        (a for a in artifacts if names.get(a.type_id) == type_name and (not producer or f"/{producer}/" in a.uri)), None
+    )
 
 
 def _custom(artifact: Optional[metadata_store_pb2.Artifact], name: str) -> Any:
@@ -138,4 +151,3 @@ def _read_json(path: str) -> Dict[str, Any]:
         return {}
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-

@@ -1,7 +1,8 @@
 """Scores a large set of wafers with the pushed model on Beam: one row per wafer, CSV or JSON lines.
 
     python pipeline/run_batch.py --data maps/ --model-dir spanet_output/serving/spanet --output scores.csv
-    python pipeline/run_batch.py --data 'lot*/**/*.png' --model-dir MODEL --output scores.jsonl --runner=DataflowRunner ...
+    python pipeline/run_batch.py --data 'lot*/**/*.png' --model-dir MODEL --output scores.jsonl \\
+        --runner=DataflowRunner ...
 
 ``--data`` takes what ``spanet predict`` takes (images, .npz, G85, WM-811K pickles, folders, quoted
 globs); ``--model-dir`` a SavedModel or the serving base folder (its newest version). Beside the
@@ -31,9 +32,15 @@ LOG_SUFFIX = ".log"
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
     parser = argparse.ArgumentParser(prog="run_batch.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="files, folders or quoted globs to score")
-    parser.add_argument("--model-dir", required=True, help="a SavedModel folder or a serving base folder (newest version)")
-    parser.add_argument("--output", required=True, help="predictions file: .csv or .jsonl (must not exist unless --overwrite)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="PATH", help="files, folders or quoted globs to score"
+    )
+    parser.add_argument(
+        "--model-dir", required=True, help="a SavedModel folder or a serving base folder (newest version)"
+    )
+    parser.add_argument(
+        "--output", required=True, help="predictions file: .csv or .jsonl (must not exist unless --overwrite)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--batch-size", type=int, default=64, help="wafers per model call (default: %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="show Beam's and TensorFlow's messages on the terminal")
@@ -62,8 +69,13 @@ def check_job(args: argparse.Namespace):
     if not files:
         raise ValueError(f"--data: {'; '.join(problems) or 'no input'}")
     model_dir, _ = resolve_model_dir(args.model_dir)
-    return BatchJob(files=tuple(os.path.abspath(f) for f in files), model_dir=os.path.abspath(model_dir),
-                    output=output, class_names=(), batch_size=args.batch_size), problems
+    return BatchJob(
+        files=tuple(os.path.abspath(f) for f in files),
+        model_dir=os.path.abspath(model_dir),
+        output=output,
+        class_names=(),
+        batch_size=args.batch_size,
+    ), problems
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -94,13 +106,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rejected = list(problems) + summary["rejected"]
         wall = time.time() - started
         classes = ", ".join(f"{name} {count}" for name, count in summary["per_class"].items())
-        print(f"Scored {summary['wafers']} wafers in {wall:.0f} s ({summary['wafers'] / max(wall, 1e-9):.0f}/s): "
-              f"{summary['defective']} flagged defective, {summary['unknown']} unknown; {classes or 'no class'}")
+        print(
+            f"Scored {summary['wafers']} wafers in {wall:.0f} s ({summary['wafers'] / max(wall, 1e-9):.0f}/s): "
+            f"{summary['defective']} flagged defective, {summary['unknown']} unknown; {classes or 'no class'}"
+        )
         print(f"Predictions: {job.output}")
         if rejected:
             for line in rejected[:10]:
                 print(f"run_batch.py: skipped {line}", file=terminal)
-            more = f" (all listed in {os.path.splitext(job.output)[0] + REJECTED_SUFFIX})" if summary["rejected"] else ""
+            more = (
+                f" (all listed in {os.path.splitext(job.output)[0] + REJECTED_SUFFIX})" if summary["rejected"] else ""
+            )
             print(f"run_batch.py: {len(rejected)} input(s) skipped{more}", file=terminal)
     return EXIT_REJECTED if rejected else 0
 

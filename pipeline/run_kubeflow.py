@@ -6,7 +6,8 @@
         --gpus 1 --trainer-cpu 8 --trainer-memory-gb 32 \\
         --node-selector cloud.google.com/gke-accelerator=nvidia-tesla-t4 --toleration nvidia.com/gpu:NoSchedule
     python pipeline/run_kubeflow.py --output spanet_kfp.yaml ... --submit --host http://localhost:8080
-    python pipeline/run_kubeflow.py --output spanet_kfp.yaml --vertex-json spanet_vertex.json --gpu-type NVIDIA_TESLA_T4 ...
+    python pipeline/run_kubeflow.py --output spanet_kfp.yaml --vertex-json spanet_vertex.json \\
+        --gpu-type NVIDIA_TESLA_T4 ...
 
 The spec is the same ``create_pipeline(config)`` the local runner runs; component code is
 referenced by import path inside the image. Unknown ``--options`` are Beam arguments (e.g.
@@ -41,52 +42,93 @@ REMOTE_ROOT_SCHEMES = ("gs://", "s3://", "minio://", "/")
 def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Compile the spanet TFX pipeline to a Kubeflow Pipelines v2 spec (YAML, schema 2.1); optionally submit it.",
+        description=(
+            "Compile the spanet TFX pipeline to a Kubeflow Pipelines v2 spec (YAML, schema 2.1); optionally submit it."
+        ),
         epilog="Unknown --options are passed to Apache Beam (e.g. --runner=DataflowRunner --project=P --region=R).",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--output", default="spanet_kfp.yaml", help="pipeline spec YAML for kfp (default: %(default)s)")
     out.add_argument("--vertex-json", help="also write the PipelineJob JSON for Vertex AI Pipelines")
     pipe = parser.add_argument_group("pipeline")
-    pipe.add_argument("--image", default=DEFAULT_PIPELINE_IMAGE, help="container image of the components (default: %(default)s)")
-    pipe.add_argument("--pipeline-root", help="pipeline root on shared storage, e.g. gs://bucket/spanet/root or s3://bucket/root")
-    pipe.add_argument("--pipeline-name", default=PipelineConfig.pipeline_name, help="pipeline name (default: %(default)s)")
+    pipe.add_argument(
+        "--image", default=DEFAULT_PIPELINE_IMAGE, help="container image of the components (default: %(default)s)"
+    )
+    pipe.add_argument(
+        "--pipeline-root", help="pipeline root on shared storage, e.g. gs://bucket/spanet/root or s3://bucket/root"
+    )
+    pipe.add_argument(
+        "--pipeline-name", default=PipelineConfig.pipeline_name, help="pipeline name (default: %(default)s)"
+    )
     pipe.add_argument("--data", help="data set path readable from the cluster (gs://, s3:// or a mounted path)")
     pipe.add_argument("--format", default="auto", choices=FORMATS, help="data format (default: %(default)s)")
-    pipe.add_argument("--model-name", default=PipelineConfig.model_name, help="name the model is served under (default: %(default)s)")
-    pipe.add_argument("--serving-dir", help="the Pusher's base directory (TF Serving's model base path), e.g. gs://bucket/serving/spanet")
-    pipe.add_argument("--serving-pvc", help=f"mount this PVC at {MODELS_MOUNT} in the Pusher's pod and push to {MODELS_MOUNT}/<model name>")
+    pipe.add_argument(
+        "--model-name", default=PipelineConfig.model_name, help="name the model is served under (default: %(default)s)"
+    )
+    pipe.add_argument(
+        "--serving-dir",
+        help="the Pusher's base directory (TF Serving's model base path), e.g. gs://bucket/serving/spanet",
+    )
+    pipe.add_argument(
+        "--serving-pvc",
+        help=f"mount this PVC at {MODELS_MOUNT} in the Pusher's pod and push to {MODELS_MOUNT}/<model name>",
+    )
     pipe.add_argument("--epochs", type=int, help="maximum training epochs")
     add_class_arguments(pipe)
     pipe.add_argument("--no-cache", action="store_true", help="re-run every component")
     trainer = parser.add_argument_group("trainer resources and scheduling")
     trainer.add_argument("--gpus", type=int, default=0, help="GPUs for the Trainer (default: %(default)s)")
-    trainer.add_argument("--gpu-type", default=NVIDIA_GPU, help="accelerator type (default: %(default)s; Vertex: e.g. NVIDIA_TESLA_T4)")
+    trainer.add_argument(
+        "--gpu-type", default=NVIDIA_GPU, help="accelerator type (default: %(default)s; Vertex: e.g. NVIDIA_TESLA_T4)"
+    )
     trainer.add_argument("--trainer-cpu", type=float, help="CPU cores for the Trainer (request = limit)")
     trainer.add_argument("--trainer-memory-gb", type=float, help="memory for the Trainer in GB (request = limit)")
-    trainer.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE", help="node label for the Trainer's pod (repeatable)")
-    trainer.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]", help="toleration for the Trainer's pod (repeatable)")
+    trainer.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="node label for the Trainer's pod (repeatable)",
+    )
+    trainer.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE][:EFFECT]",
+        help="toleration for the Trainer's pod (repeatable)",
+    )
     run = parser.add_argument_group("submit")
     run.add_argument("--submit", action="store_true", help="upload the spec and start a run")
-    run.add_argument("--host", default=os.environ.get(HOST_ENV), help=f"KFP API endpoint, e.g. http://localhost:8080 (default: ${HOST_ENV})")
+    run.add_argument(
+        "--host",
+        default=os.environ.get(HOST_ENV),
+        help=f"KFP API endpoint, e.g. http://localhost:8080 (default: ${HOST_ENV})",
+    )
     run.add_argument("--experiment", default="spanet", help="experiment name (default: %(default)s)")
     run.add_argument("--run-name", help="run name (default: <package> <timestamp>)")
     run.add_argument("--namespace", help="Kubernetes namespace / Kubeflow profile (multi-user deployments)")
     run.add_argument("--auth-token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default: ${TOKEN_ENV})")
     run.add_argument("--ui-host", help="UI base URL for the printed run link (default: the host)")
-    run.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each request (default: %(default)s)")
+    run.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each request (default: %(default)s)"
+    )
     return parser.parse_known_args(argv)
 
 
 def configs_from_args(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineConfig, KubeflowConfig]:
     """The pipeline and the cluster configuration for these arguments (ValueError names a bad one)."""
     if args.pipeline_root and not args.pipeline_root.startswith(REMOTE_ROOT_SCHEMES):
-        raise ValueError(f"--pipeline-root {args.pipeline_root!r} must be shared storage (gs://, s3://, minio:// or an absolute mounted path)")
+        raise ValueError(
+            f"--pipeline-root {args.pipeline_root!r} must be shared storage "
+            "(gs://, s3://, minio:// or an absolute mounted path)"
+        )
     if args.serving_dir and args.serving_pvc:
         raise ValueError("give --serving-dir or --serving-pvc, not both")
     # model_name also reaches the Trainer (PipelineConfig.module_config): its warm-up requests carry it.
     config = apply_class_arguments(
-        PipelineConfig(pipeline_name=args.pipeline_name, model_name=args.model_name, enable_cache=not args.no_cache), args)
+        PipelineConfig(pipeline_name=args.pipeline_name, model_name=args.model_name, enable_cache=not args.no_cache),
+        args,
+    )
     if args.epochs is not None:
         config = config.with_updates(training=replace(config.training, epochs=args.epochs))
     if args.pipeline_root:
@@ -100,7 +142,9 @@ def configs_from_args(args: argparse.Namespace, beam_args: List[str]) -> Tuple[P
     if beam_args:
         # As in run_local.py: a named runner replaces the DirectRunner settings; other flags add to them.
         custom_runner = any(a.startswith("--runner") for a in beam_args)
-        config = config.with_updates(beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args))
+        config = config.with_updates(
+            beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args)
+        )
     kubeflow = KubeflowConfig(
         image=args.image,
         trainer_gpus=args.gpus,
@@ -118,13 +162,20 @@ def warnings_for(config: PipelineConfig, kubeflow: KubeflowConfig) -> List[str]:
     """Settings that compile but will not work on a cluster as they are."""
     notes = []
     if not config.pipeline_root_override:
-        notes.append(f"no --pipeline-root: the spec uses {config.pipeline_root!r}, which the cluster's pods cannot share")
+        notes.append(
+            f"no --pipeline-root: the spec uses {config.pipeline_root!r}, which the cluster's pods cannot share"
+        )
     if not config.data_path:
         notes.append("no --data: WaferExampleGen would read the embedded default data path, which exists only locally")
     if not config.serving_base_dir:
-        notes.append(f"no --serving-dir or --serving-pvc: the Pusher would write to {config.serving_dir!r} inside its pod")
+        notes.append(
+            f"no --serving-dir or --serving-pvc: the Pusher would write to {config.serving_dir!r} inside its pod"
+        )
     if kubeflow.image == DEFAULT_PIPELINE_IMAGE:
-        notes.append(f"--image is the default {DEFAULT_PIPELINE_IMAGE!r}: push deploy/Dockerfile's image to your registry and name it")
+        notes.append(
+            f"--image is the default {DEFAULT_PIPELINE_IMAGE!r}: "
+            "push deploy/Dockerfile's image to your registry and name it"
+        )
     return notes
 
 
@@ -153,15 +204,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError) as error:
         print(f"{PROG}: cannot compile the pipeline: {error}", file=sys.stderr)
         return 1
-    print(f"Compiled pipeline {config.pipeline_name!r} -> {args.output}" + (f" and {args.vertex_json}" if args.vertex_json else ""))
-    print(f"  image {kubeflow.image}; root {config.pipeline_root}; Trainer GPUs {kubeflow.trainer_gpus}"
-          + (f" ({kubeflow.gpu_type})" if kubeflow.trainer_gpus else ""))
+    print(
+        f"Compiled pipeline {config.pipeline_name!r} -> {args.output}"
+        + (f" and {args.vertex_json}" if args.vertex_json else "")
+    )
+    print(
+        f"  image {kubeflow.image}; root {config.pipeline_root}; Trainer GPUs {kubeflow.trainer_gpus}"
+        + (f" ({kubeflow.gpu_type})" if kubeflow.trainer_gpus else "")
+    )
     if not args.submit:
         return 0
     request = SubmitRequest(
-        package_path=args.output, host=args.host, experiment=args.experiment, run_name=args.run_name,
-        namespace=args.namespace, auth_token=args.auth_token, pipeline_root=config.pipeline_root,
-        ui_host=args.ui_host, timeout_seconds=args.timeout,
+        package_path=args.output,
+        host=args.host,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        namespace=args.namespace,
+        auth_token=args.auth_token,
+        pipeline_root=config.pipeline_root,
+        ui_host=args.ui_host,
+        timeout_seconds=args.timeout,
     )
     try:
         result = submit(request)

@@ -44,12 +44,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
         description="Run the spanet TFX pipeline locally (with no arguments: on the embedded synthetic data).",
         epilog="Unknown --options are passed to Apache Beam (e.g. --runner=DataflowRunner --project=...).",
     )
-    parser.add_argument("--output-root", default="spanet_output", help="pipeline root, metadata and serving dir (default: %(default)s)")
+    parser.add_argument(
+        "--output-root", default="spanet_output", help="pipeline root, metadata and serving dir (default: %(default)s)"
+    )
     parser.add_argument("--data", help="data set path (default: generate the embedded synthetic set once)")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="data format (default: %(default)s)")
-    parser.add_argument("--count", type=int, default=DefaultDataConfig.count, help="size of the generated default data set (about 800 at least: fewer leave some class "
-                        "out of a split, and the run is refused before it starts)")
-    parser.add_argument("--model", default="spanet", help="network: spanet, ghostnet, mobilenet_v2, mobilenet_v3, resnet50_gc")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=DefaultDataConfig.count,
+        help="size of the generated default data set (about 800 at least: fewer leave some class "
+        "out of a split, and the run is refused before it starts)",
+    )
+    parser.add_argument(
+        "--model", default="spanet", help="network: spanet, ghostnet, mobilenet_v2, mobilenet_v3, resnet50_gc"
+    )
     parser.add_argument("--width", type=float, help="width multiplier (1.0 = the paper's 5.1M-parameter network)")
     parser.add_argument("--r", type=float, help="composition ratio of self-proliferation, in (0, 1]")
     parser.add_argument("--epochs", type=int, help="maximum training epochs (early stopping may end sooner)")
@@ -59,17 +68,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     add_class_arguments(parser)
     parser.add_argument("--model-name", default=PipelineConfig.model_name, help="name the model is served under")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show the libraries' logs and warnings on the terminal (default: only in the run's log file)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' logs and warnings on the terminal (default: only in the run's log file)",
+    )
     return parser.parse_known_args(argv)
 
 
 def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> PipelineConfig:
     """The pipeline configuration for these command-line arguments."""
     # Absolute paths: ML Metadata records the artifact URIs as given, and lineage must resolve from any directory.
-    config = apply_class_arguments(PipelineConfig(output_root=os.path.abspath(args.output_root), model_name=args.model_name,
-                                                  enable_cache=not args.no_cache), args)
-    training = {k: v for k, v in dict(model=args.model, width=args.width, r=args.r, epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
+    config = apply_class_arguments(
+        PipelineConfig(
+            output_root=os.path.abspath(args.output_root), model_name=args.model_name, enable_cache=not args.no_cache
+        ),
+        args,
+    )
+    training = {
+        k: v
+        for k, v in dict(
+            model=args.model, width=args.width, r=args.r, epochs=args.epochs, batch_size=args.batch_size
+        ).items()
+        if v is not None
+    }
     image = {}
     if args.image_size is not None:
         image.update(height=args.image_size, width=args.image_size)
@@ -82,11 +104,15 @@ def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> Pipeline
     )
     if args.data:
         local = "://" not in args.data
-        config = config.with_updates(data_path=os.path.abspath(args.data) if local else args.data, data_format=args.format)
+        config = config.with_updates(
+            data_path=os.path.abspath(args.data) if local else args.data, data_format=args.format
+        )
     if beam_args:
         # A user's runner replaces the local DirectRunner settings; plain extra flags add to them.
         custom_runner = any(a.startswith("--runner") for a in beam_args)
-        config = config.with_updates(beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args))
+        config = config.with_updates(
+            beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args)
+        )
     return config
 
 
@@ -125,22 +151,38 @@ def run(config: PipelineConfig, verbose: bool = False) -> int:
             if config.data_path is None:
                 ensure_default_data(config)
             config, census = resolve_classes(config)
-            print(f"Classes ({len(config.class_names)}; normal: {config.image.normal_class!r}): {', '.join(config.class_names)}")
+            print(
+                f"Classes ({len(config.class_names)}; normal: {config.image.normal_class!r}): "
+                f"{', '.join(config.class_names)}"
+            )
             if config.image.multilabel:
-                print(f"Multi-label: one output per pattern ({len(config.image.patterns)}): {', '.join(config.image.patterns)}")
+                print(
+                    f"Multi-label: one output per pattern ({len(config.image.patterns)}): "
+                    f"{', '.join(config.image.patterns)}"
+                )
             unlisted = unlisted_labels(config.class_names, census)
             if unlisted:
-                print(f"Labels in the data outside --classes: {unlisted}; the schema check will stop the run on them", file=sys.stderr)
+                print(
+                    f"Labels in the data outside --classes: {unlisted}; the schema check will stop the run on them",
+                    file=sys.stderr,
+                )
             os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
             metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
             started = time.time()
             from tfx.dsl.placeholder import placeholder as ph
 
             pipeline = create_pipeline(config, metadata, run_id=ph.execution_invocation().pipeline_run_id)
-            log_path = os.path.join(config.output_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log", time.localtime(started)))
-            print(f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} "
-                  f"({config.resolved_data_format}), root {config.pipeline_root}, Beam {' '.join(config.beam_args)}")
-            print(f"Log: {log_path}" + ("" if verbose else " (the libraries' logs and warnings; --verbose shows them here)"))
+            log_path = os.path.join(
+                config.output_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log", time.localtime(started))
+            )
+            print(
+                f"Running pipeline {config.pipeline_name!r}: data {config.resolved_data_path} "
+                f"({config.resolved_data_format}), root {config.pipeline_root}, Beam {' '.join(config.beam_args)}"
+            )
+            print(
+                f"Log: {log_path}"
+                + ("" if verbose else " (the libraries' logs and warnings; --verbose shows them here)")
+            )
             with RunLog(log_path, len(pipeline.components), verbose) as log:
                 tfx.orchestration.LocalDagRunner().run(pipeline)
                 wall = time.time() - started
@@ -161,21 +203,32 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors: Optiona
     if results.component_seconds:
         print("Component times: " + ", ".join(f"{k} {v:.0f}s" for k, v in results.component_seconds.items()))
     summary = results.training_summary
-    excluded = results.quarantine_summary.get("rejected_total", {}).get("excluded", 0) if results.quarantine_summary else 0
+    excluded = (
+        results.quarantine_summary.get("rejected_total", {}).get("excluded", 0) if results.quarantine_summary else 0
+    )
     if excluded:
-        print(f"Left out: {excluded} wafers (mixed-type in --mixed single, or a reader option); per class: "
-              f"{results.quarantine_summary['rejected_per_kind_and_class']['excluded']}")
+        print(
+            f"Left out: {excluded} wafers (mixed-type in --mixed single, or a reader option); per class: "
+            f"{results.quarantine_summary['rejected_per_kind_and_class']['excluded']}"
+        )
     if summary:
         point = summary["operating_point"]
-        print(f"Trainer: {summary['epochs_run']} epochs, {summary['parameters']:,} parameters; operating threshold "
-              f"P(normal) < {point['threshold']:.3f}, set by the {point.get('limited_by', 'target recall')} (eval defect "
-              f"recall {point['defect_recall']:.4f}, false alarms {point['false_alarm_rate']:.4f})")
+        print(
+            f"Trainer: {summary['epochs_run']} epochs, {summary['parameters']:,} parameters; operating threshold "
+            f"P(normal) < {point['threshold']:.3f}, set by the {point.get('limited_by', 'target recall')} (eval defect "
+            f"recall {point['defect_recall']:.4f}, false alarms {point['false_alarm_rate']:.4f})"
+        )
         if "familiarity_threshold" in summary:
-            familiarity = ("distance of the least decided pattern's cosine from its boundary" if summary.get("multilabel")
-                           else "largest cosine to a class")
-            print(f"Unknown inputs: familiarity ({familiarity}) < {summary['familiarity_threshold']:.4f} is answered "
-                  f"'unknown' and flagged; on eval that rejects {summary['eval_unknown_rate']:.2%} of all wafers and "
-                  f"{summary['eval_unknown_rate_normal']:.2%} of normal ones")
+            familiarity = (
+                "distance of the least decided pattern's cosine from its boundary"
+                if summary.get("multilabel")
+                else "largest cosine to a class"
+            )
+            print(
+                f"Unknown inputs: familiarity ({familiarity}) < {summary['familiarity_threshold']:.4f} is answered "
+                f"'unknown' and flagged; on eval that rejects {summary['eval_unknown_rate']:.2%} of all wafers and "
+                f"{summary['eval_unknown_rate_normal']:.2%} of normal ones"
+            )
     if results.evaluation_uri:
         class_names = summary.get("class_names", list(config.class_names))
         evaluation = summarize_evaluation(results.evaluation_uri, class_names, config.display_classes)
@@ -183,7 +236,10 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors: Optiona
             print(line)
         with open(os.path.join(config.output_root, "evaluation_summary.json"), "w", encoding="utf-8") as handle:
             json.dump(evaluation, handle, indent=2, allow_nan=False)
-    print(f"Blessed: {results.blessed}.  Pushed: {results.pushed}" + (f" -> {results.pushed_path}" if results.pushed else ""))
+    print(
+        f"Blessed: {results.blessed}.  Pushed: {results.pushed}"
+        + (f" -> {results.pushed_path}" if results.pushed else "")
+    )
     if results.report_path:
         print(f"Run report: {os.path.abspath(results.report_path)}")
         if results.pushed and results.pushed_path and "://" not in results.pushed_path:
@@ -192,10 +248,14 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors: Optiona
             card = copy_beside_model(os.path.dirname(os.path.abspath(results.report_path)), results.pushed_path)
             if card:
                 print(f"Model card: {card}")
-    print(f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
-          f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}")
+    print(
+        f"Reports: evaluation {results.evaluation_uri}; anomalies {results.anomalies_uri}; "
+        f"quarantined records {results.quarantine_uri}; TensorBoard logs {results.trainer_run_dir}"
+    )
     if not results.blessed:
-        print(f"The gate refused the model: nothing was pushed (exit status {EXIT_REFUSED}).", file=errors or sys.stderr)
+        print(
+            f"The gate refused the model: nothing was pushed (exit status {EXIT_REFUSED}).", file=errors or sys.stderr
+        )
         return EXIT_REFUSED
     return 0
 

@@ -48,7 +48,8 @@ MONITORING_CONFIG = "monitoring.config"
 MODEL_CONFIG_POLL_SECONDS = 60
 #: The packages the pipeline image installs (setup.py's find_packages include list) and the files setup.py reads.
 IMAGE_PACKAGES = ("spanet", "components", "pipeline", "schemas")
-IMAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "requirements.lock")
+#: setup.py reads its dependency lists from the .in files; the image installs the runtime lock only.
+IMAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "requirements.in", "requirements-dev.in", "requirements.lock")
 
 _HEADER = "Rendered by pipeline/serving_manifests.py from PipelineConfig and ServingDeployConfig; do not edit by hand."
 
@@ -89,13 +90,7 @@ def batching_parameters(deploy: ServingDeployConfig) -> str:
 
 def monitoring_config(deploy: ServingDeployConfig) -> str:
     """TF Serving's ``--monitoring_config_file``: Prometheus metrics on the REST port."""
-    return (
-        f"# {_HEADER}\n"
-        "prometheus_config {\n"
-        "  enable: true\n"
-        f'  path: "{deploy.monitoring_path}"\n'
-        "}\n"
-    )
+    return f'# {_HEADER}\nprometheus_config {{\n  enable: true\n  path: "{deploy.monitoring_path}"\n}}\n'
 
 
 def _metadata(config: PipelineConfig, deploy: ServingDeployConfig, name: Optional[str] = None) -> Dict[str, Any]:
@@ -139,16 +134,24 @@ def deployment(config: PipelineConfig, deploy: ServingDeployConfig, gpu: bool) -
         ],
         "readinessProbe": {
             "httpGet": {"path": f"/v1/models/{config.model_name}", "port": deploy.rest_port},
-            "initialDelaySeconds": 5, "periodSeconds": 10, "failureThreshold": 3,
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
         },
         "livenessProbe": {
             "tcpSocket": {"port": deploy.grpc_port},
-            "initialDelaySeconds": 30, "periodSeconds": 20, "failureThreshold": 3,
+            "initialDelaySeconds": 30,
+            "periodSeconds": 20,
+            "failureThreshold": 3,
         },
         "resources": resources.to_kubernetes(),
         "volumeMounts": mounts,
     }
-    pod_spec: Dict[str, Any] = {"serviceAccountName": serving_name(config), "containers": [container], "volumes": volumes}
+    pod_spec: Dict[str, Any] = {
+        "serviceAccountName": serving_name(config),
+        "containers": [container],
+        "volumes": volumes,
+    }
     if gpu:
         if deploy.gpu_node_selector:
             pod_spec["nodeSelector"] = dict(deploy.gpu_node_selector)
@@ -268,8 +271,8 @@ WORKDIR /opt/spanet
 COPY requirements.lock requirements.lock
 RUN python -m pip install -r requirements.lock
 # The package itself, without re-resolving: components are found by import path
-# (components.trainer.run_fn, components.transform.preprocessing_fn).
-COPY setup.py pyproject.toml README.md ./
+# (components.trainer.run_fn, components.transform.preprocessing_fn). No test or lint tools.
+COPY setup.py pyproject.toml README.md requirements.in requirements-dev.in ./
 {copies}
 RUN python -m pip install --no-deps . \\
  && python -c "import components.trainer, components.transform, pipeline.spanet_pipeline"
@@ -330,12 +333,23 @@ def write(rendered: Dict[str, str], directory: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Render deploy/ (Dockerfile, TF Serving configs, Kubernetes and KServe manifests).")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Render deploy/ (Dockerfile, TF Serving configs, Kubernetes and KServe manifests)."
+    )
     parser.add_argument("--out", default=DEPLOY_DIR, help="output folder (default: the repository's deploy/)")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the folder differs from the rendering")
-    parser.add_argument("--model-name", default=PipelineConfig.model_name, help="served model name (default: %(default)s)")
-    parser.add_argument("--model-base-uri", help="read versions from this URI (e.g. gs://bucket/serving/spanet) instead of the models PVC")
-    parser.add_argument("--namespace", default=ServingDeployConfig.namespace, help="Kubernetes namespace (default: %(default)s)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the folder differs from the rendering"
+    )
+    parser.add_argument(
+        "--model-name", default=PipelineConfig.model_name, help="served model name (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model-base-uri",
+        help="read versions from this URI (e.g. gs://bucket/serving/spanet) instead of the models PVC",
+    )
+    parser.add_argument(
+        "--namespace", default=ServingDeployConfig.namespace, help="Kubernetes namespace (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig(model_name=args.model_name)
@@ -347,7 +361,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.check:
         stale = stale_files(rendered, args.out)
         if stale:
-            print(f"{PROG}: stale under {args.out}: {', '.join(stale)}; run python pipeline/serving_manifests.py", file=sys.stderr)
+            print(
+                f"{PROG}: stale under {args.out}: {', '.join(stale)}; run python pipeline/serving_manifests.py",
+                file=sys.stderr,
+            )
             return 1
         print(f"{args.out} is up to date ({len(rendered)} files)")
         return 0

@@ -47,7 +47,9 @@ def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.d
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    anomaly_gate = SchemaAnomalyGate(anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"])
+    anomaly_gate = SchemaAnomalyGate(
+        anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"]
+    )
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -108,13 +110,23 @@ def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.d
         run_id=run_id,
     )
     return [
-        example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-        transform, trainer, model_resolver, evaluator, pusher, report,
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        anomaly_gate,
+        transform,
+        trainer,
+        model_resolver,
+        evaluator,
+        pusher,
+        report,
     ]
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object] = None,
-                    run_id: object = "") -> tfx.dsl.Pipeline:
+def create_pipeline(
+    config: PipelineConfig, metadata_connection_config: Optional[object] = None, run_id: object = ""
+) -> tfx.dsl.Pipeline:
     """The TFX pipeline for ``config``; the local runner passes a SQLite metadata connection and the run id
     placeholder for the report's header (Kubeflow v2 refuses that placeholder: its reports name the execution)."""
     return tfx.dsl.Pipeline(

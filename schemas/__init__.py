@@ -1,4 +1,5 @@
-"""The curated schema of ingested examples: its path, a loader, and the schema for a run's own classes (ClassSchemaGen)."""
+"""The curated schema of ingested examples: its path, a loader, and the schema for a run's own
+classes (ClassSchemaGen)."""
 
 import os
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.10 and installs the pinned stack (requirements.lock) and this
-# package. Idempotent: a second run with nothing changed takes about a second.
+# Creates .venv with Python 3.10 and installs the pinned stack (requirements.lock), the test and
+# lint tools (requirements-dev.lock) and this package. Idempotent: a second run with nothing changed takes about a second.
 #   PYTHON=/path/to/python3.10 scripts/setup_env.sh   # to choose the interpreter yourself
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 LOCK="$ROOT/requirements.lock"
+DEV_LOCK="$ROOT/requirements-dev.lock"
 STAMP="$VENV/.spanet-install-stamp"
 
 is_python310() {
@@ -52,7 +53,7 @@ MSG
   PY="$VENV/bin/python"
 fi
 
-want="$(cat "$LOCK" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$LOCK" "$DEV_LOCK" "$ROOT/setup.py" "$ROOT/requirements.in" | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   echo "setup: $VENV is up to date ($("$PY" --version 2>&1), requirements.lock unchanged)"
   exit 0
@@ -60,7 +61,7 @@ fi
 
 echo "setup: installing the pinned stack from requirements.lock (first time: a few minutes)"
 "$PY" -m pip install --quiet --disable-pip-version-check --upgrade "pip==24.2" "setuptools==70.3.0" "wheel==0.44.0"
-"$PY" -m pip install --quiet --disable-pip-version-check --progress-bar off -r "$LOCK"
+"$PY" -m pip install --quiet --disable-pip-version-check --progress-bar off -r "$LOCK" -r "$DEV_LOCK"
 # compat mode puts the repo root on sys.path, so Beam workers import every package from any folder
 "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
 "$PY" -m pip check >/dev/null 2>&1 || echo "setup: note: 'pip check' reports conflicts inherited from the TFX 1.16 stack (see docs/install.md)"

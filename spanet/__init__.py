@@ -1,6 +1,7 @@
 """SP&A-Net: the self-proliferation-and-attention network for wafer defect patterns (no TFX here).
 
     from spanet import build_spanet, build_model, CircleLoss
+    from spanet import class_weights, model_options, augment_config  # the training recipe
 
 The names below are loaded lazily, so ``import spanet.data`` (the data readers and
 the generator) does not pay for importing TensorFlow.
@@ -26,6 +27,10 @@ _LAZY = {
     "SPABlock": "spanet.layers",
     "CosineClassifier": "spanet.layers",
     "ScaledSoftmax": "spanet.layers",
+    # The training recipe (plain arguments): what the Trainer and the experiments both call.
+    "class_weights": "spanet.recipe",
+    "model_options": "spanet.recipe",
+    "augment_config": "spanet.recipe",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

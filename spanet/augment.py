@@ -51,7 +51,9 @@ def _wafer_axis(size: tf.Tensor) -> tf.Tensor:
     return (tf.range(size_f) - (size_f - 1.0) / 2.0) / (size_f / 2.0)
 
 
-def resample(image: tf.Tensor, out_rows: tf.Tensor, out_cols: tf.Tensor, angle: tf.Tensor, mirror: tf.Tensor) -> tf.Tensor:
+def resample(
+    image: tf.Tensor, out_rows: tf.Tensor, out_cols: tf.Tensor, angle: tf.Tensor, mirror: tf.Tensor
+) -> tf.Tensor:
     """Nearest-die resampling of ``image`` (H, W, C) onto an out_rows x out_cols grid, rotated by
     ``angle`` (radians) and mirrored left-right when ``mirror``; outside the source grid is 0."""
     shape = tf.shape(image)
@@ -97,7 +99,9 @@ def augment_wafer_map(image: tf.Tensor, config: AugmentConfig = AugmentConfig())
     # Only a grey image whose every pixel is a die level (off / pass / fail) is a wafer map: grey
     # inspection photographs are resampled like RGB ones, without the wafer's ellipse or die noise.
     grey = image.shape.rank == 3 and image.shape[-1] == 1
-    levels = [tf.equal(image, tf.constant(level, image.dtype)) for level in (OFF_WAFER_LEVEL, PASS_DIE_LEVEL, FAIL_DIE_LEVEL)]
+    levels = [
+        tf.equal(image, tf.constant(level, image.dtype)) for level in (OFF_WAFER_LEVEL, PASS_DIE_LEVEL, FAIL_DIE_LEVEL)
+    ]
     wafer_map = tf.reduce_all(levels[0] | levels[1] | levels[2]) if grey else tf.constant(False)
 
     def resampled() -> tf.Tensor:
@@ -114,7 +118,11 @@ def augment_wafer_map(image: tf.Tensor, config: AugmentConfig = AugmentConfig())
 
     out = resampled() if config.rotate else tf.cond(regrid, resampled, lambda: image)
     if grey:
-        noisy = die_noise(out, tf.random.uniform([], 0.0, config.max_pass_to_fail), tf.random.uniform([], 0.0, config.max_fail_to_pass))
+        noisy = die_noise(
+            out,
+            tf.random.uniform([], 0.0, config.max_pass_to_fail),
+            tf.random.uniform([], 0.0, config.max_fail_to_pass),
+        )
         out = tf.where(wafer_map, noisy, out)
     return out
 
@@ -131,7 +139,6 @@ def dihedral(images: tf.Tensor, flip: bool = True) -> tf.Tensor:
         transpose = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
         images = tf.where(transpose, tf.transpose(images, [0, 2, 1, 3]), images)
     return images
-
 
 
 #: How many orientations test-time averaging may use: 1 (none), 2 (and the mirror), 4 (the mirrors,
@@ -164,4 +171,6 @@ def mean_over_orientations(model, images: tf.Tensor, count: int) -> tf.Tensor:
     if count == 1:
         return model(images, training=False)
     outputs = model(orientations_of(images, count), training=False)
-    return tf.reduce_mean(tf.reshape(outputs, tf.concat([[count, tf.shape(images)[0]], tf.shape(outputs)[1:]], 0)), axis=0)
+    return tf.reduce_mean(
+        tf.reshape(outputs, tf.concat([[count, tf.shape(images)[0]], tf.shape(outputs)[1:]], 0)), axis=0
+    )

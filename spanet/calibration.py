@@ -73,7 +73,9 @@ def fit_sigmoid_temperature(cosines: np.ndarray, multi_hot: np.ndarray, low: flo
     cosines = np.asarray(cosines, dtype=np.float64)
     multi_hot = np.asarray(multi_hot, dtype=np.float64)
     if cosines.ndim != 2 or cosines.shape != multi_hot.shape or len(cosines) == 0:
-        raise ValueError(f"cosines and multi-hot labels must both be (N, P) with N > 0; got {cosines.shape} and {multi_hot.shape}")
+        raise ValueError(
+            f"cosines and multi-hot labels must both be (N, P) with N > 0; got {cosines.shape} and {multi_hot.shape}"
+        )
     return _golden_section(lambda scale: binary_negative_log_likelihood(cosines, multi_hot, scale), low, high)
 
 

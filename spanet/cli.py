@@ -32,19 +32,39 @@ def _class_mix(text: str) -> Dict[str, float]:
 def _add_generate(subparsers: "argparse._SubParsersAction") -> None:
     from spanet.data.generator import MAX_GRID_SIDE, GeneratorConfig
 
-    p = subparsers.add_parser("generate", help="write a synthetic wafer-map data set", description=_run_generate.__doc__)
+    p = subparsers.add_parser(
+        "generate", help="write a synthetic wafer-map data set", description=_run_generate.__doc__
+    )
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--count", type=int, required=True, help="number of wafer maps")
-    p.add_argument("--format", dest="data_format", default="png", choices=("png", "npz", "g85", "g85-xml"),
-                   help="png: class folders + manifest.csv; npz: MixedWM38-style; g85: SEMI G85 ASCII; g85-xml: G85 XML")
+    p.add_argument(
+        "--format",
+        dest="data_format",
+        default="png",
+        choices=("png", "npz", "g85", "g85-xml"),
+        help="png: class folders + manifest.csv; npz: MixedWM38-style; g85: SEMI G85 ASCII; g85-xml: G85 XML",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--min-size", type=int, default=None,
-                   help=f"smallest side of a die grid (default {GeneratorConfig.min_size}; npz: {NPZ_DEFAULT_GRID})")
-    p.add_argument("--max-size", type=int, default=None,
-                   help=f"largest side of a die grid (default {GeneratorConfig.max_size}, at most {MAX_GRID_SIDE}; npz: {NPZ_DEFAULT_GRID})")
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        help=f"smallest side of a die grid (default {GeneratorConfig.min_size}; npz: {NPZ_DEFAULT_GRID})",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        help=(
+            f"largest side of a die grid (default {GeneratorConfig.max_size}, "
+            f"at most {MAX_GRID_SIDE}; npz: {NPZ_DEFAULT_GRID})"
+        ),
+    )
     p.add_argument("--mixed-fraction", type=float, default=0.0, help="share of mixed-type maps, 0-1")
     p.add_argument("--lot-size", type=int, default=25, help="wafers per lot")
-    p.add_argument("--class-mix", type=_class_mix, default=None, help="class weights, e.g. 'none=8,Center=1' (default: equal)")
+    p.add_argument(
+        "--class-mix", type=_class_mix, default=None, help="class weights, e.g. 'none=8,Center=1' (default: equal)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate)
 
@@ -64,7 +84,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         sizes["min_size"] = args.min_size or default
     if args.max_size or default:
         sizes["max_size"] = args.max_size or default
-    config = GeneratorConfig(mixed_fraction=args.mixed_fraction, lot_size=args.lot_size, class_mix=args.class_mix, **sizes)
+    config = GeneratorConfig(
+        mixed_fraction=args.mixed_fraction, lot_size=args.lot_size, class_mix=args.class_mix, **sizes
+    )
     if args.data_format == "npz" and config.min_size != config.max_size:
         raise ValueError("--format npz stores one grid size: give --min-size equal to --max-size")
     records = iter_wafer_maps(args.count, args.seed, config)
@@ -84,23 +106,43 @@ def _add_serve(subparsers: "argparse._SubParsersAction") -> None:
     from spanet.serving.config import DEFAULT_GRPC_PORT, DEFAULT_MAX_MESSAGE_BYTES, ServerConfig
 
     p = subparsers.add_parser(
-        "serve", help="a local TF Serving stand-in (development/tests only)", description=inspect.cleandoc(_run_serve.__doc__),
+        "serve",
+        help="a local TF Serving stand-in (development/tests only)",
+        description=inspect.cleandoc(_run_serve.__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model-base-path", required=True, help="TF Serving base directory: <dir>/<integer version>/saved_model.pb")
+    p.add_argument(
+        "--model-base-path", required=True, help="TF Serving base directory: <dir>/<integer version>/saved_model.pb"
+    )
     p.add_argument("--model-name", default=ServerConfig.model_name, help="name clients ask for (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default: %(default)s)")
-    p.add_argument("--rest-port", type=int, default=None, help="also serve TF Serving's REST routes on this port (e.g. 8501)")
+    p.add_argument(
+        "--rest-port", type=int, default=None, help="also serve TF Serving's REST routes on this port (e.g. 8501)"
+    )
     p.add_argument("--host", default=ServerConfig.host, help="address to listen on (default: %(default)s)")
-    p.add_argument("--poll-seconds", type=float, default=ServerConfig.poll_interval_s,
-                   help="seconds between scans of the base directory for new versions (default: %(default)s)")
-    p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_BYTES / 2**20,
-                   help="largest request / response in MiB; bigger requests get RESOURCE_EXHAUSTED (default: %(default)s)")
-    p.add_argument("--max-workers", type=int, default=ServerConfig.max_workers, help="concurrent requests (default: %(default)s)")
-    p.add_argument("--no-warmup", action="store_true", help="switch to a new version without running a warm-up request first")
+    p.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=ServerConfig.poll_interval_s,
+        help="seconds between scans of the base directory for new versions (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=DEFAULT_MAX_MESSAGE_BYTES / 2**20,
+        help="largest request / response in MiB; bigger requests get RESOURCE_EXHAUSTED (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-workers", type=int, default=ServerConfig.max_workers, help="concurrent requests (default: %(default)s)"
+    )
+    p.add_argument(
+        "--no-warmup", action="store_true", help="switch to a new version without running a warm-up request first"
+    )
     p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve gRPC over TLS (with --tls-key)")
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
-    p.add_argument("--tls-client-ca", default=None, help="PEM root certificates: require client certificates signed by them")
+    p.add_argument(
+        "--tls-client-ca", default=None, help="PEM root certificates: require client certificates signed by them"
+    )
     p.set_defaults(func=_run_serve)
 
 
@@ -127,29 +169,60 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise ValueError("--max-message-mb and --poll-seconds must be > 0, --max-workers >= 1")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
-    tls = TLSConfig(root_certs=args.tls_client_ca, cert_chain=args.tls_cert, private_key=args.tls_key) if args.tls_cert else None
+    tls = (
+        TLSConfig(root_certs=args.tls_client_ca, cert_chain=args.tls_cert, private_key=args.tls_key)
+        if args.tls_cert
+        else None
+    )
     config = ServerConfig(
-        model_base_path=args.model_base_path, model_name=args.model_name, host=args.host, port=args.port,
-        rest_port=args.rest_port, poll_interval_s=args.poll_seconds, max_message_bytes=int(args.max_message_mb * 2**20),
-        max_workers=args.max_workers, warmup=not args.no_warmup, tls=tls,
+        model_base_path=args.model_base_path,
+        model_name=args.model_name,
+        host=args.host,
+        port=args.port,
+        rest_port=args.rest_port,
+        poll_interval_s=args.poll_seconds,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        max_workers=args.max_workers,
+        warmup=not args.no_warmup,
+        tls=tls,
     )
     return serve_forever(config)
 
 
 def _add_predict(subparsers: "argparse._SubParsersAction") -> None:
-    p = subparsers.add_parser("predict", help="classify images / wafer-map files with a served model", description=_run_predict.__doc__)
-    p.add_argument("files", nargs="+", metavar="PATH", help="PNG/JPEG images, .npz (MixedWM38), .g85/.xml/.map (G85), "
-                   ".pkl (WM-811K); folders (searched recursively) and quoted glob patterns ('lot*/**/*.png') too")
-    p.add_argument("--output", default="table", choices=("table", "csv", "jsonl"),
-                   help="table for people, csv or jsonl (one JSON object per input) for programs (default: %(default)s)")
+    p = subparsers.add_parser(
+        "predict", help="classify images / wafer-map files with a served model", description=_run_predict.__doc__
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="PATH",
+        help="PNG/JPEG images, .npz (MixedWM38), .g85/.xml/.map (G85), "
+        ".pkl (WM-811K); folders (searched recursively) and quoted glob patterns ('lot*/**/*.png') too",
+    )
+    p.add_argument(
+        "--output",
+        default="table",
+        choices=("table", "csv", "jsonl"),
+        help="table for people, csv or jsonl (one JSON object per input) for programs (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error for large inputs")
-    p.add_argument("--server", default="localhost:8500", help="TF Serving gRPC address host:port (default: %(default)s)")
+    p.add_argument(
+        "--server", default="localhost:8500", help="TF Serving gRPC address host:port (default: %(default)s)"
+    )
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="served model name (default: %(default)s)")
     p.add_argument("--model-version", type=int, default=None, help="pin a version (default: the newest served)")
     p.add_argument("--signature", default=DEFAULT_SIGNATURE, help="signature to call (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="images per request (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline of each request in seconds (default: %(default)s)")
-    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server and model to be ready (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="deadline of each request in seconds (default: %(default)s)"
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the server and model to be ready (default: %(default)s)",
+    )
     p.add_argument("--tls-root-certs", default=None, help="PEM root certificates: connect over TLS")
     p.add_argument("--tls-cert", default=None, help="PEM client certificate chain (mutual TLS)")
     p.add_argument("--tls-key", default=None, help="PEM client private key (mutual TLS)")
@@ -185,10 +258,21 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     tls = None
     if args.tls_root_certs or args.tls_cert:
-        tls = TLSConfig(root_certs=args.tls_root_certs, cert_chain=args.tls_cert, private_key=args.tls_key,
-                        server_name_override=args.tls_server_name)
-    config = ClientConfig(target=args.server, model_name=args.model_name, model_version=args.model_version,
-                          signature_name=args.signature, timeout_s=args.timeout, batch_size=args.batch_size, tls=tls)
+        tls = TLSConfig(
+            root_certs=args.tls_root_certs,
+            cert_chain=args.tls_cert,
+            private_key=args.tls_key,
+            server_name_override=args.tls_server_name,
+        )
+    config = ClientConfig(
+        target=args.server,
+        model_name=args.model_name,
+        model_version=args.model_version,
+        signature_name=args.signature,
+        timeout_s=args.timeout,
+        batch_size=args.batch_size,
+        tls=tls,
+    )
     with ServingClient(config) as client:
         client.wait_until_ready(timeout_s=args.wait)
         show = not args.no_progress and len(inputs) > PROGRESS_FROM
@@ -209,13 +293,32 @@ PROGRESS_FROM = 256
 
 
 def _add_explain(subparsers: "argparse._SubParsersAction") -> None:
-    p = subparsers.add_parser("explain", help="Grad-CAM maps: which dies drove the model's call", description=_run_explain.__doc__)
-    p.add_argument("files", nargs="+", metavar="PATH", help="the inputs spanet predict takes: images, wafer-map files, folders, globs")
-    p.add_argument("--model-dir", required=True, help="a SavedModel folder, or a serving base folder (its newest version)")
+    p = subparsers.add_parser(
+        "explain", help="Grad-CAM maps: which dies drove the model's call", description=_run_explain.__doc__
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="PATH",
+        help="the inputs spanet predict takes: images, wafer-map files, folders, globs",
+    )
+    p.add_argument(
+        "--model-dir", required=True, help="a SavedModel folder, or a serving base folder (its newest version)"
+    )
     p.add_argument("--out", default="explanations", help="folder for the PNG overlays (default: %(default)s)")
-    p.add_argument("--output", default="table", choices=("table", "csv", "jsonl"), help="the listing's format (default: %(default)s)")
+    p.add_argument(
+        "--output",
+        default="table",
+        choices=("table", "csv", "jsonl"),
+        help="the listing's format (default: %(default)s)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default: %(default)s)")
-    p.add_argument("--pixels", type=int, default=256, help="longer side of each overlay PNG, enlarged die by die (default: %(default)s)")
+    p.add_argument(
+        "--pixels",
+        type=int,
+        default=256,
+        help="longer side of each overlay PNG, enlarged die by die (default: %(default)s)",
+    )
     p.set_defaults(func=_run_explain)
 
 
@@ -248,7 +351,12 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 
 #: The registered subcommands, in help order.
-_SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [_add_generate, _add_serve, _add_predict, _add_explain]
+_SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [
+    _add_generate,
+    _add_serve,
+    _add_predict,
+    _add_explain,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,8 +77,13 @@ def _unit_peak(maps: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(maps, tf.reduce_max(maps, axis=[1, 2], keepdims=True))
 
 
-def smooth_saliency(model: keras.Model, images: tf.Tensor, class_ids: tf.Tensor,
-                    samples: int = SMOOTHGRAD_SAMPLES, noise: float = SMOOTHGRAD_NOISE) -> tf.Tensor:
+def smooth_saliency(
+    model: keras.Model,
+    images: tf.Tensor,
+    class_ids: tf.Tensor,
+    samples: int = SMOOTHGRAD_SAMPLES,
+    noise: float = SMOOTHGRAD_NOISE,
+) -> tf.Tensor:
     """(B, H, W) SmoothGrad maps in [0, 1] for ``class_ids`` (B,) on ``images`` (B, H, W, C).
 
     The noise is seeded (stateless), so one image always gets the same map.
@@ -123,5 +128,4 @@ def peak(cam: np.ndarray) -> tuple:
     return divmod(index, np.shape(cam)[1])
 
 
-__all__ = ["smooth_saliency", "cam_layer", "grad_cam_model", "grad_cam",
-           "to_shape", "overlay", "peak"]
+__all__ = ["smooth_saliency", "cam_layer", "grad_cam_model", "grad_cam", "to_shape", "overlay", "peak"]

@@ -14,7 +14,8 @@ The multi-label form (``form="multilabel"``: a sample may have any number of pat
 normal wafer) adds one virtual class whose weighted logit is 0 on both sides, so that a sample needs
 no positive (or no negative) to be trained:
 
-    L = softplus(logsumexp_n(gamma * alpha_n * (s_n - delta_n))) + softplus(logsumexp_p(-gamma * alpha_p * (s_p - delta_p)))
+    L = softplus(logsumexp_n(gamma * alpha_n * (s_n - delta_n)))
+        + softplus(logsumexp_p(-gamma * alpha_p * (s_p - delta_p)))
 
 which is the formula above with that class counted among both the positives and the negatives
 (log((1 + A)(1 + B)) = softplus(log A) + softplus(log B)). Each pattern's decision is then a
@@ -119,7 +120,9 @@ class CircleLoss(keras.losses.Loss):
     ``embedding_output=True``.
     """
 
-    def __init__(self, gamma: float = 64.0, margin: float = 0.25, form: str = "class", name: str = "circle_loss", **kwargs):
+    def __init__(
+        self, gamma: float = 64.0, margin: float = 0.25, form: str = "class", name: str = "circle_loss", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         self.gamma = check_positive("gamma", gamma)
         if not 0.0 <= float(margin) < 1.0:

@@ -41,7 +41,8 @@ ENVELOPE_MARGIN = 0.1
 
 
 def input_statistics(images) -> tf.Tensor:
-    """(B, 3) float32: share of black pixels, share of dark-grey pixels, mean level of model inputs (B, H, W, C) in [0, 1]."""
+    """(B, 3) float32: share of black pixels, share of dark-grey pixels, mean level of model inputs
+    (B, H, W, C) in [0, 1]."""
     images = tf.convert_to_tensor(images, tf.float32)
     axes = tf.range(1, tf.rank(images))
     black = tf.reduce_mean(tf.cast(images < BLACK_LEVEL, tf.float32), axis=axes)

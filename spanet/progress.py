@@ -45,8 +45,10 @@ class EpochProgress(keras.callbacks.Callback):
         self.durations.append(time.monotonic() - self._started)
         logs = logs or {}
         # Train before eval, the loss first in each: "loss 2.3, accuracy 0.98, eval loss 0.12, eval accuracy 1".
-        order = sorted((k for k in logs if k not in ("lr", "learning_rate")),
-                       key=lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss", k))
+        order = sorted(
+            (k for k in logs if k not in ("lr", "learning_rate")),
+            key=lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss", k),
+        )
         values = ", ".join(f"{'eval ' + k[4:] if k.startswith('val_') else k} {logs[k]:.4g}" for k in order)
         typical = statistics.median(self.durations[1:] or self.durations)
         left = self.epochs - (epoch + 1)

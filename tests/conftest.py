@@ -1,5 +1,7 @@
 """Test-wide settings: Keras 2 (tf_keras) before TensorFlow loads, quiet logs, offline plots."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 import sys
@@ -8,10 +10,16 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # annotations only: the pipeline's modules load TensorFlow
+    from pipeline.config import PipelineConfig
+    from pipeline.results import RunResults
+
 
 def pytest_unconfigure(config):
     """Collect TensorFlow's functions while the interpreter is intact: left to shutdown, their
@@ -31,8 +39,13 @@ def _tiny_ranges():
     """The generator's ranges narrowed to clearly visible patterns: a test of the pipeline, not of the model."""
     from spanet.data.generator import PatternRanges
 
-    return PatternRanges(center_radius=(0.25, 0.45), region_fail_prob=(0.6, 0.95), background_rate=(0.0, 0.04),
-                         clustered_share=0.0, partial_share=0.0)
+    return PatternRanges(
+        center_radius=(0.25, 0.45),
+        region_fail_prob=(0.6, 0.95),
+        background_rate=(0.0, 0.04),
+        clustered_share=0.0,
+        partial_share=0.0,
+    )
 
 
 def tiny_pipeline_config(output_root, **changes):
@@ -43,18 +56,29 @@ def tiny_pipeline_config(output_root, **changes):
     TINY_RANGES = _tiny_ranges()
     config = PipelineConfig(
         output_root=str(output_root),
-        default_data=DefaultDataConfig(count=300, seed=3, lot_size=5, class_mix=tuple((name, 1.0) for name in TINY_CLASSES),
-                                       ranges=TINY_RANGES, min_size=26, max_size=64),
+        default_data=DefaultDataConfig(
+            count=300,
+            seed=3,
+            lot_size=5,
+            class_mix=tuple((name, 1.0) for name in TINY_CLASSES),
+            ranges=TINY_RANGES,
+            min_size=26,
+            max_size=64,
+        ),
         class_names=TINY_CLASSES,
         beam_args=(),  # in-process Beam: the multi-process start-up costs more than tiny data saves
     )
     config = config.with_updates(
         image=replace(config.image, height=32, width=32),
-        training=replace(config.training, width=0.25, epochs=12, batch_size=32, early_stopping_patience=12, warmup_epochs=1),
+        training=replace(
+            config.training, width=0.25, epochs=12, batch_size=32, early_stopping_patience=12, warmup_epochs=1
+        ),
         # Test configuration, not the product's gate: ~50 defective test wafers cannot show a 95 % lower
         # bound of 0.99 (that needs 299 with no miss), so this run is gated at 0.9 with class slices
         # judged from 10 defective wafers; tests/components/test_recall_gate.py checks the real default.
-        gate=GateConfig(class_names=TINY_CLASSES, max_false_alarm_rate=0.2, min_defect_recall=0.9, min_slice_support=10),
+        gate=GateConfig(
+            class_names=TINY_CLASSES, max_false_alarm_rate=0.2, min_defect_recall=0.9, min_slice_support=10
+        ),
     )
     return config.with_updates(**changes) if changes else config
 
@@ -112,12 +136,26 @@ def terminal_capture(folder: Path):
         captured["text"] = "".join(path.read_text() for path in paths)
 
 
+@dataclass(frozen=True)
+class TinyRun:
+    """The shared run of the whole pipeline on tiny data (the ``tiny_pipeline_run`` fixture)."""
+
+    #: The configuration it ran with; its ``output_root`` holds the metadata store, pipeline root and serving folder.
+    config: PipelineConfig
+    #: What ML Metadata recorded for the run (pipeline.results.read_results).
+    results: RunResults
+    #: ``pipeline.run_local.run``'s exit code.
+    exit_code: int
+    #: What the run printed on descriptors 1 and 2, as a terminal would show it (stdout, then stderr).
+    terminal: str
+
+
 @pytest.fixture(scope="session")
-def tiny_pipeline_run(tmp_path_factory):
+def tiny_pipeline_run(tmp_path_factory) -> TinyRun:
     """One real run of the whole pipeline (LocalDagRunner) on tiny data, shared by the tests.
 
-    Returns a dict: ``config``, ``results`` (pipeline.results.RunResults), ``exit_code`` and
-    ``terminal`` (what the run printed on descriptors 1 and 2, as a terminal would show it).
+    Read-only for the tests: one that runs the pipeline again works on a copy of its output root
+    (tests/pipeline/test_pipeline_e2e.py, ``copied_tiny_run_config``).
     """
     from pipeline.results import read_results
     from pipeline.run_local import run
@@ -126,13 +164,17 @@ def tiny_pipeline_run(tmp_path_factory):
     config = tiny_pipeline_config(folder)
     with terminal_capture(folder) as terminal:
         exit_code = run(config)
-    return {"config": config, "results": read_results(config.metadata_path), "exit_code": exit_code,
-            "terminal": terminal["text"]}
+    return TinyRun(
+        config=config,
+        results=read_results(config.metadata_path),
+        exit_code=exit_code,
+        terminal=terminal["text"],
+    )
 
 
 @pytest.fixture(scope="session")
 def pushed_model_dir(tiny_pipeline_run):
     """The TF Serving base directory (``<serving root>/<model name>``) holding the pushed version."""
-    results = tiny_pipeline_run["results"]
+    results = tiny_pipeline_run.results
     assert results.pushed, f"the tiny pipeline run was not pushed: blessed={results.blessed}"
-    return Path(tiny_pipeline_run["config"].serving_dir)
+    return Path(tiny_pipeline_run.config.serving_dir)

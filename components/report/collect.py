@@ -21,6 +21,7 @@ from components.eval_summary import display_order, reorder_matrix, summarize_eva
 from components.evaluation import EVAL_SIGNATURE
 from components.report.curves import split_curves
 from components.report.data import GalleryItem, GatePolicy, ReportData
+from components.report.verdicts import decide
 from components.trainer import HISTORY_CSV, TRAINING_SUMMARY_JSON
 from components.wafer_example_gen.artifacts import SUMMARY_JSON as QUARANTINE_SUMMARY_JSON
 from spanet.data.classes import MIXED_LABEL_SEPARATOR, label_parts
@@ -85,14 +86,23 @@ def _pattern_set(probabilities: np.ndarray, patterns: Sequence[str], normal_clas
     return (MIXED_LABEL_SEPARATOR.join(present) or normal_class), confidence
 
 
-def _ranked_item(example: tf.train.Example, label: str, predicted: str, confidence: float, score: float,
-                 kind: str) -> Tuple[Tuple[int, float], GalleryItem]:
+def _ranked_item(
+    example: tf.train.Example, label: str, predicted: str, confidence: float, score: float, kind: str
+) -> Tuple[Tuple[int, float], GalleryItem]:
     """A gallery item and its rank: missed defects first, then false alarms, then wrong patterns, surest first."""
     lot = _feature(example, features.LOT_ID_KEY).decode("utf-8")
     wafer = _feature(example, features.WAFER_ID_KEY).decode("utf-8")
     encoded = _feature(example, features.IMAGE_KEY)
-    item = GalleryItem(image=decode_image(encoded), true_class=label, predicted_class=predicted, confidence=confidence,
-                       defect_score=score, ref=f"lot {lot} wafer {wafer}" if lot else "", kind=kind, encoded=encoded)
+    item = GalleryItem(
+        image=decode_image(encoded),
+        true_class=label,
+        predicted_class=predicted,
+        confidence=confidence,
+        defect_score=score,
+        ref=f"lot {lot} wafer {wafer}" if lot else "",
+        kind=kind,
+        encoded=encoded,
+    )
     return ({"missed defect": 0, "false alarm": 1, "": 2}[kind], -confidence), item
 
 
@@ -109,8 +119,15 @@ class SplitScores:
     truth: np.ndarray
 
 
-def score_split(model_dir: str, split_dir: str, class_names: Sequence[str], normal_class: str,
-                gallery_size: int = 24, batch_size: int = 64, multilabel: bool = False) -> SplitScores:
+def score_split(
+    model_dir: str,
+    split_dir: str,
+    class_names: Sequence[str],
+    normal_class: str,
+    gallery_size: int = 24,
+    batch_size: int = 64,
+    multilabel: bool = False,
+) -> SplitScores:
     """Runs the exported model's ``serving_examples`` signature on a split's raw examples.
 
     The gallery holds up to ``gallery_size`` misclassified wafers, missed defects first, then false
@@ -161,9 +178,13 @@ def score_split(model_dir: str, split_dir: str, class_names: Sequence[str], norm
     gallery = [item for _, item in wrong[:gallery_size]]
     explain_items(model, gallery)
     width = len(class_names)
-    return SplitScores(gallery, total_wrong, [] if multilabel else matrix.tolist(),
-                       np.asarray(all_probabilities, np.float32).reshape(-1, width),
-                       np.asarray(all_truth, np.int8).reshape(-1, width))
+    return SplitScores(
+        gallery,
+        total_wrong,
+        [] if multilabel else matrix.tolist(),
+        np.asarray(all_probabilities, np.float32).reshape(-1, width),
+        np.asarray(all_truth, np.int8).reshape(-1, width),
+    )
 
 
 def explain_items(model, items: Sequence[GalleryItem], batch_size: int = 16) -> None:
@@ -172,7 +193,7 @@ def explain_items(model, items: Sequence[GalleryItem], batch_size: int = 16) -> 
     if explain is None:
         return
     for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
+        chunk = items[start : start + batch_size]
         maps = explain(images=tf.constant([item.encoded for item in chunk]))[EXPLANATION].numpy()
         for item, cam in zip(chunk, maps):
             item.explanation = to_shape(cam, item.image.shape[:2])
@@ -204,13 +225,17 @@ def collect_report_data(
     normal_class = normal_class or summary.get("normal_class") or "none"
     evaluation = summarize_evaluation(evaluation_uri, class_names, order)
     scores = score_split(
-        model_dir, os.path.join(examples_uri, f"Split-{test_split}"), class_names, normal_class, gallery_size,
+        model_dir,
+        os.path.join(examples_uri, f"Split-{test_split}"),
+        class_names,
+        normal_class,
+        gallery_size,
         multilabel=bool(summary.get("multilabel")),
     )
     matrix = scores.matrix
     if matrix:
         matrix = reorder_matrix(matrix, display_order(class_names, order))
-    return ReportData(
+    data = ReportData(
         class_names=list(evaluation["class_names"]),
         normal_class=normal_class,
         evaluation=evaluation,
@@ -223,11 +248,24 @@ def collect_report_data(
         gallery=scores.gallery,
         misclassified_total=scores.misclassified,
         gallery_confusion=matrix,
-        curves=split_curves(scores.probabilities, scores.truth, class_names, normal_class,
-                           bool(summary.get("multilabel")), display_order(class_names, order)),
-        sources={"model": model_dir, "training run": model_run_dir, "evaluation": evaluation_uri,
-                 "examples": examples_uri, "quarantine": quarantine_uri},
+        curves=split_curves(
+            scores.probabilities,
+            scores.truth,
+            class_names,
+            normal_class,
+            bool(summary.get("multilabel")),
+            display_order(class_names, order),
+        ),
+        sources={
+            "model": model_dir,
+            "training run": model_run_dir,
+            "evaluation": evaluation_uri,
+            "examples": examples_uri,
+            "quarantine": quarantine_uri,
+        },
     )
+    data.verdicts = decide(data)
+    return data
 
 
 def folder_bytes(path: str) -> Optional[int]:
@@ -266,7 +304,10 @@ def report_numbers(data: ReportData) -> Dict[str, Any]:
         "class_names": data.class_names,
         "normal_class": data.normal_class,
         "blessed": data.blessed,
-        "gate": {"min_defect_recall": data.gate.min_defect_recall, "max_false_alarm_rate": data.gate.max_false_alarm_rate},
+        "gate": {
+            "min_defect_recall": data.gate.min_defect_recall,
+            "max_false_alarm_rate": data.gate.max_false_alarm_rate,
+        },
         "operating_point": data.operating_point,
         "evaluation": data.evaluation,
         "misclassified_total": data.misclassified_total,

@@ -56,8 +56,9 @@ def EvaluationReporter(
         gallery_size=gallery_size,
         order=json.loads(class_order) or None,
     )
-    data.run = run_facts(run_id or f"execution {os.path.basename(report.uri.rstrip('/'))}", pushed_model,
-                         data.data_summary)
+    data.run = run_facts(
+        run_id or f"execution {os.path.basename(report.uri.rstrip('/'))}", pushed_model, data.data_summary
+    )
     path = render_report(data, report.uri)
     with open(os.path.join(report.uri, REPORT_JSON), "w", encoding="utf-8") as handle:
         json.dump(strict_json(report_numbers(data)), handle, indent=2, default=float, allow_nan=False)

@@ -47,8 +47,14 @@ def _thin(values: np.ndarray) -> List[float]:
     return [float(v) for v in kept]
 
 
-def split_curves(probabilities: np.ndarray, truth: np.ndarray, class_names: Sequence[str], normal_class: str,
-                multilabel: bool = False, order: Sequence[int] = ()) -> Dict[str, Any]:
+def split_curves(
+    probabilities: np.ndarray,
+    truth: np.ndarray,
+    class_names: Sequence[str],
+    normal_class: str,
+    multilabel: bool = False,
+    order: Sequence[int] = (),
+) -> Dict[str, Any]:
     """The curves' numbers: ``average_precision`` and ``points`` (precision / recall lists) per class that
     has a positive test wafer, in ``order``; ``calibration`` for the predicted class and the defect flag."""
     probabilities, truth = np.asarray(probabilities, float), np.asarray(truth, int)
@@ -73,9 +79,14 @@ def split_curves(probabilities: np.ndarray, truth: np.ndarray, class_names: Sequ
         defect_probability = 1.0 - probabilities[:, normal]
         defective = 1 - truth[:, normal]
     # The defect probability's reliability is read as "how often a wafer given p is defective".
-    return {"average_precision": average_precision, "points": points,
-            "calibration": {"predicted_class" if not multilabel else "patterns": predicted,
-                            "defect": reliability(defect_probability, defective)}}
+    return {
+        "average_precision": average_precision,
+        "points": points,
+        "calibration": {
+            "predicted_class" if not multilabel else "patterns": predicted,
+            "defect": reliability(defect_probability, defective),
+        },
+    }
 
 
 __all__ = ["reliability", "split_curves", "CALIBRATION_BINS"]

@@ -72,3 +72,6 @@ class ReportData:
     #: Where the numbers came from (artifact URIs), shown at the end of the report.
     sources: Dict[str, str] = field(default_factory=dict)
     title: str = "SP&A-Net run report"
+    #: The report's pass / fail decisions (``components.report.verdicts.decide``), made by ``collect``
+    #: from the numbers it gathered; None: the renderer decides the same way (hand-made data).
+    verdicts: Any = None

@@ -12,63 +12,15 @@ import html
 import os
 from typing import Any, Dict, List, Optional
 
-import jinja2
 import markdown
 
 from components.report.data import ReportData
+from components.report.templating import template
 
 MODEL_CARD_MD = "model_card.md"
 MODEL_CARD_HTML = "model_card.html"
 
-_TEMPLATE = jinja2.Template(
-    """# Model card: {{ name }}
-
-{{ decision }}
-
-## Model
-- Network: {{ network }}, {{ parameters }} parameters, input {{ input }}.
-- Output: {{ output }}.
-- Trained {{ epochs }} epochs on {{ train }} wafers (eval {{ eval }}); operating threshold P(normal) < {{ threshold }}, chosen on the eval split.
-- Inputs unlike the training data are answered `unknown` and flagged for review.
-
-## Intended use
-Flag defective wafers for review and name their defect pattern, on inputs like the training data below, in the classes
-{{ classes }} (`{{ normal }}`: not defective). Every flagged wafer goes to a person; the model does not scrap wafers.
-Not for: inputs from another inspection step, product or resolution than the data below without a new run of the pipeline.
-
-## Data
-- Source: {{ source }}; {{ total }} examples after ingestion ({{ rejected }} rejected), split by lot.
-{% for split, count in splits %}- {{ split }}: {{ count }} examples{% if lots.get(split) %} from {{ lots[split] }} lots{% endif %}
-{% endfor %}
-## Metrics on the test split
-| metric | value | {{ level }} interval | support |
-|---|---|---|---|
-| defect recall | {{ recall }} | {{ recall_interval }} | {{ defects }} defective ({{ misses }} missed) |
-| defect recall, one-sided {{ confidence }} lower bound | {{ lower_bound }} | | |
-| false-alarm rate | {{ far }} | {{ far_interval }} | {{ normals }} normal |
-| {{ accuracy_name }} | {{ accuracy }} | | |
-| macro-F1 | {{ macro_f1 }} | | |
-
-| {{ class_word }} | precision | recall | F1 | support |
-|---|---|---|---|---|
-{% for name, m in per_class %}| {{ name }} | {{ "%.3f"|format(m.precision) }} | {{ "%.3f"|format(m.recall) }} | {{ "%.3f"|format(m.f1) }} | {{ m.support }} |
-{% endfor %}
-## The gate
-Blessed only when the {{ confidence }} lower bound of defect recall is at least {{ min_recall }}, each class and slice with at
-least {{ min_support }} defective wafers reaches {{ min_recall }}, and the false-alarm rate is at most {{ max_far }}.
-{% if failures %}It refused this model:
-{% for failure in failures %}- {{ failure }}
-{% endfor %}{% else %}It passed every check.
-{% endif %}
-## Limitations
-- The test split comes from the same source as the training data: it says nothing about wafers drawn differently
-  (another tool, product or pattern recipe). Judge the model on such wafers before trusting it there.
-{% if too_few %}- Too few defective test wafers to judge (not gated): {{ too_few|join(", ") }}.
-{% endif %}- The gate judges defect recall and false alarms, not how well the patterns are told apart; read the
-  per-class table.
-{% if synthetic %}- Trained on the project's synthetic wafer maps, not on a fab's data.
-{% endif %}"""
-)
+_TEMPLATE = template("model_card.md.j2", html=False)
 
 
 def _number(value: Optional[float], digits: int = 4) -> str:
@@ -88,17 +40,25 @@ def card_fields(data: ReportData, name: str = "spanet") -> Dict[str, Any]:
     training = summary.get("training", {})
     image = summary.get("image", {})
     multilabel = bool(evaluation.get("multilabel") or summary.get("multilabel"))
-    decision = {True: "**Blessed** by the gate: pushed to serving.", False: "**Refused** by the gate: not pushed.",
-                None: "The gate's decision is not recorded."}[data.blessed]
+    decision = {
+        True: "**Blessed** by the gate: pushed to serving.",
+        False: "**Refused** by the gate: not pushed.",
+        None: "The gate's decision is not recorded.",
+    }[data.blessed]
     per_split = quarantine.get("examples_per_split", {})
     return {
         "name": name,
         "decision": decision,
         "network": training.get("model", "n/a"),
         "parameters": f"{summary.get('parameters', 0):,}",
-        "input": f"{image.get('height', '?')} x {image.get('width', '?')} x {image.get('channels', '?')}" if image else "n/a",
-        "output": ("one probability per pattern (multi-label), the set present and the defect flag" if multilabel
-                   else "one probability per class, the most probable class and the defect flag"),
+        "input": f"{image.get('height', '?')} x {image.get('width', '?')} x {image.get('channels', '?')}"
+        if image
+        else "n/a",
+        "output": (
+            "one probability per pattern (multi-label), the set present and the defect flag"
+            if multilabel
+            else "one probability per class, the most probable class and the defect flag"
+        ),
         "epochs": summary.get("epochs_run", "n/a"),
         "train": summary.get("train_examples", "n/a"),
         "eval": summary.get("eval_examples", "n/a"),
@@ -142,9 +102,11 @@ def model_card_markdown(data: ReportData, name: str = "spanet") -> str:
 def model_card_html(card_markdown: str, name: str = "spanet") -> str:
     """The same card as a standalone HTML page."""
     body = markdown.markdown(card_markdown, extensions=["tables"])
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model card: {html.escape(name)}</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #bbb;padding:2px 8px}</style></head>\n<body>\n" + body + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Model card: {html.escape(name)}</title>'
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #bbb;padding:2px 8px}</style></head>\n<body>\n" + body + "\n</body></html>\n"
+    )
 
 
 def write_model_card(data: ReportData, folder: str, name: str = "spanet") -> str:

@@ -85,8 +85,12 @@ def check_splits(summary: Dict[str, Any]) -> None:
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads the input with the configured reader and writes lot-disjoint splits of tf.Examples."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         data_path = exec_properties["data_path"]
         ratios = json.loads(exec_properties["split_ratios"])
@@ -97,7 +101,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         bounds = features.int_bounds(schemas.load_schema())
         if "max_side" in {f.name for f in dataclasses.fields(reader)} and reader.max_side is None:
             # Images the schema would refuse are quarantined from their header, never decoded.
-            reader = dataclasses.replace(reader, max_side=max(bounds[features.HEIGHT_KEY][1], bounds[features.WIDTH_KEY][1]))
+            reader = dataclasses.replace(
+                reader, max_side=max(bounds[features.HEIGHT_KEY][1], bounds[features.WIDTH_KEY][1])
+            )
         plan = shuffle_plan(reader.plan(data_path), seed)  # DataInputError before anything is written
         logging.info("WaferExampleGen: %s reader, %d shard(s) from %s", reader.name, len(plan.shards), data_path)
 

@@ -51,7 +51,9 @@ class _ReadEncodeSplit(beam.DoFn):
     unlabelled WM-811K rows cost a counter increment, not an element).
     """
 
-    def __init__(self, reader: Reader, split_ratios: Mapping[str, float], seed: int, bounds: Mapping[str, Tuple[int, int]]):
+    def __init__(
+        self, reader: Reader, split_ratios: Mapping[str, float], seed: int, bounds: Mapping[str, Tuple[int, int]]
+    ):
         self._reader = reader
         self._ratios = dict(split_ratios)
         self._seed = seed
@@ -108,8 +110,14 @@ def _counts_json(counts: Dict[str, Any]) -> str:
 
 
 def build_ingest(
-    pipeline: beam.Pipeline, reader: Reader, plan: ReadPlan, split_ratios: Mapping[str, float], seed: int,
-    split_uris: Mapping[str, str], report_uri: str, bounds: Mapping[str, Tuple[int, int]] = (),
+    pipeline: beam.Pipeline,
+    reader: Reader,
+    plan: ReadPlan,
+    split_ratios: Mapping[str, float],
+    seed: int,
+    split_uris: Mapping[str, str],
+    report_uri: str,
+    bounds: Mapping[str, Tuple[int, int]] = (),
 ) -> None:
     """Add the ingestion to `pipeline`: examples to ``split_uris[split]/data_tfrecord-*.gz``,
     ``rejected.csv`` and the counts file to `report_uri`. Records outside the schema's per-record
@@ -123,12 +131,16 @@ def build_ingest(
     results = (
         pipeline
         | "Shards" >> beam.Create(list(plan.shards))
-        | "ReadEncodeSplit" >> beam.ParDo(_ReadEncodeSplit(reader, split_ratios, seed, dict(bounds))).with_outputs(_REJECTED, _COUNTS, *splits)
+        | "ReadEncodeSplit"
+        >> beam.ParDo(_ReadEncodeSplit(reader, split_ratios, seed, dict(bounds))).with_outputs(
+            _REJECTED, _COUNTS, *splits
+        )
     )
     for split in splits:
         (
             results[split]
-            | f"Write[{split}]" >> beam.io.WriteToTFRecord(os.path.join(split_uris[split], EXAMPLE_FILE_PREFIX), file_name_suffix=".gz")
+            | f"Write[{split}]"
+            >> beam.io.WriteToTFRecord(os.path.join(split_uris[split], EXAMPLE_FILE_PREFIX), file_name_suffix=".gz")
         )
     planned = pipeline | "PlanRejected" >> beam.Create(list(plan.rejected))
     (
@@ -136,11 +148,13 @@ def build_ingest(
         | "AllInvalid" >> beam.Flatten()
         | "InvalidRow" >> beam.Map(lambda r: (r.ref, r.reason, r.label))
         | "InvalidList" >> beam.combiners.ToList()
-        | "WriteRejected" >> beam.Map(lambda rows: _write_file(_rejected_csv(rows), os.path.join(report_uri, REJECTED_CSV)))
+        | "WriteRejected"
+        >> beam.Map(lambda rows: _write_file(_rejected_csv(rows), os.path.join(report_uri, REJECTED_CSV)))
     )
     (
         (results[_COUNTS], planned | "CountPlanRejected" >> beam.Map(_count_rejected))
         | "AllCounts" >> beam.Flatten()
         | "MergeCounts" >> beam.CombineGlobally(_merge_counts)
-        | "WriteCounts" >> beam.Map(lambda counts: _write_file(_counts_json(counts), os.path.join(report_uri, COUNTS_FILE)))
+        | "WriteCounts"
+        >> beam.Map(lambda counts: _write_file(_counts_json(counts), os.path.join(report_uri, COUNTS_FILE)))
     )

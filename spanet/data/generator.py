@@ -40,8 +40,15 @@ MIXABLE_CLASSES: Tuple[str, ...] = ("Center", "Donut", "Edge-Loc", "Edge-Ring", 
 
 #: Labelled class counts of the real WM-811K, for a realistic (imbalanced) class mix.
 WM811K_CLASS_COUNTS: Dict[str, int] = {
-    "Center": 4294, "Donut": 555, "Edge-Loc": 5189, "Edge-Ring": 9680, "Loc": 3593,
-    "Near-full": 149, "Random": 866, "Scratch": 1193, "none": 147431,
+    "Center": 4294,
+    "Donut": 555,
+    "Edge-Loc": 5189,
+    "Edge-Ring": 9680,
+    "Loc": 3593,
+    "Near-full": 149,
+    "Random": 866,
+    "Scratch": 1193,
+    "none": 147431,
 }
 
 #: Largest grid side the generator accepts: WM-811K's largest map is 300 x 202; bigger would only
@@ -151,7 +158,8 @@ class PatternRanges:
 #: The project's default synthetic class weights: ``none`` four times as common as each defect class
 #: (the embedded default data and the experiments; ``GeneratorConfig.class_mix`` None is uniform).
 DEFAULT_CLASS_MIX: Tuple[Tuple[str, float], ...] = ((NORMAL_CLASS, 4.0),) + tuple(
-    (c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS)
+    (c, 1.0) for c in WAFER_CLASSES if c != NORMAL_CLASS
+)
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,10 @@ class GeneratorConfig:
         if not 4 <= self.min_size <= self.max_size:
             raise ValueError(f"grid sizes must satisfy 4 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
         if self.max_size > MAX_GRID_SIDE:
-            raise ValueError(f"max_size must be at most {MAX_GRID_SIDE} dies (WM-811K's largest map is 300 x 202), got {self.max_size}")
+            raise ValueError(
+                f"max_size must be at most {MAX_GRID_SIDE} dies (WM-811K's largest map is 300 x 202), "
+                f"got {self.max_size}"
+            )
         if not 0.0 <= self.mixed_fraction <= 1.0:
             raise ValueError(f"mixed_fraction must be in [0, 1], got {self.mixed_fraction}")
         if self.lot_size < 1 or self.chunk_size < 1:
@@ -236,8 +247,8 @@ class Grid:
         return max(self.die_u, self.die_v)
 
     def coordinates(self) -> Dict[str, np.ndarray]:
-        u = ((np.arange(self.cols, dtype=np.float32) - (self.cols - 1) / 2.0) / np.float32(self.cols / 2.0))
-        v = ((np.arange(self.rows, dtype=np.float32) - (self.rows - 1) / 2.0) / np.float32(self.rows / 2.0))
+        u = (np.arange(self.cols, dtype=np.float32) - (self.cols - 1) / 2.0) / np.float32(self.cols / 2.0)
+        v = (np.arange(self.rows, dtype=np.float32) - (self.rows - 1) / 2.0) / np.float32(self.rows / 2.0)
         vv, uu = np.meshgrid(v, u, indexing="ij")
         return {"u": uu, "v": vv, "r": np.sqrt(uu * uu + vv * vv), "theta": np.arctan2(vv, uu)}
 
@@ -307,15 +318,19 @@ def _loc(n, geo, grid, rng, ranges: PatternRanges):
     x, y = du * np.cos(rot) + dv * np.sin(rot), -du * np.sin(rot) + dv * np.cos(rot)
     # A soft, irregular outline: the radius varies with the angle around the blob's centre.
     lumps = 1.0 + 0.2 * np.sin(3.0 * np.arctan2(y, x) + _u(rng, (0.0, _TWO_PI), n))
-    return (x / a) ** 2 + (y / b) ** 2 <= lumps ** 2
+    return (x / a) ** 2 + (y / b) ** 2 <= lumps**2
 
 
-def scratch_path(rng: np.random.Generator, length: float, shape: int, start: Tuple[float, float], step: float) -> np.ndarray:
+def scratch_path(
+    rng: np.random.Generator, length: float, shape: int, start: Tuple[float, float], step: float
+) -> np.ndarray:
     """Points (K, 2) in wafer coordinates along a scratch of ``length``: shape 0 straight, 1 bent, 2 curved."""
     count = max(2, int(np.ceil(length / step)) + 1)
     heading = np.full(count - 1, rng.uniform(0.0, _TWO_PI))
     if shape == 1:  # one or two kinks of 15-70 degrees
-        for kink in np.sort(rng.choice(np.arange(1, count - 1), size=min(rng.integers(1, 3), count - 2), replace=False)):
+        for kink in np.sort(
+            rng.choice(np.arange(1, count - 1), size=min(rng.integers(1, 3), count - 2), replace=False)
+        ):
             heading[kink:] += rng.choice([-1.0, 1.0]) * np.deg2rad(rng.uniform(15.0, 70.0))
     elif shape == 2:  # constant curvature: turns 30-150 degrees over its length
         total_turn = rng.choice([-1.0, 1.0]) * np.deg2rad(rng.uniform(30.0, 150.0))
@@ -327,7 +342,9 @@ def scratch_path(rng: np.random.Generator, length: float, shape: int, start: Tup
 def _scratch(n, geo, grid, rng, ranges: PatternRanges):
     """Scratches rasterised in die space: a die fails when its centre is within half the width of the path."""
     masks = np.zeros((n,) + geo["u"].shape, dtype=bool)
-    widths = rng.choice([1, 2, 3], size=n, p=np.asarray(ranges.scratch_width_weights) / sum(ranges.scratch_width_weights))
+    widths = rng.choice(
+        [1, 2, 3], size=n, p=np.asarray(ranges.scratch_width_weights) / sum(ranges.scratch_width_weights)
+    )
     shapes = rng.choice(3, size=n, p=np.asarray(ranges.scratch_shape_weights) / sum(ranges.scratch_shape_weights))
     # Die-space coordinates (column, row) of every die, to measure distances in dies.
     cols = (geo["u"] + 1.0) * grid.cols / 2.0
@@ -336,7 +353,9 @@ def _scratch(n, geo, grid, rng, ranges: PatternRanges):
     for k in range(n):
         length = max(2.0 * rng.uniform(*ranges.scratch_length), ranges.scratch_min_dies * grid.die)  # in units of R
         start_r, start_phi = 0.75 * np.sqrt(rng.uniform()), rng.uniform(0.0, _TWO_PI)
-        path = scratch_path(rng, length, int(shapes[k]), (start_r * np.cos(start_phi), start_r * np.sin(start_phi)), step)
+        path = scratch_path(
+            rng, length, int(shapes[k]), (start_r * np.cos(start_phi), start_r * np.sin(start_phi)), step
+        )
         pc = (path[:, 0] + 1.0) * grid.cols / 2.0
         pr = (path[:, 1] + 1.0) * grid.rows / 2.0
         half = widths[k] / 2.0
@@ -358,14 +377,20 @@ _PARTIAL_CLASSES = ("Center", "Loc", "Edge-Loc")
 _REGIONS = {
     "Center": _center,
     "Donut": _donut,
-    "Edge-Ring": lambda n, geo, grid, rng, ranges: _edge_band(n, geo, grid, rng, ranges.edge_ring_width, ranges.edge_ring_arc_deg),
-    "Edge-Loc": lambda n, geo, grid, rng, ranges: _edge_band(n, geo, grid, rng, ranges.edge_loc_width, ranges.edge_loc_arc_deg),
+    "Edge-Ring": lambda n, geo, grid, rng, ranges: _edge_band(
+        n, geo, grid, rng, ranges.edge_ring_width, ranges.edge_ring_arc_deg
+    ),
+    "Edge-Loc": lambda n, geo, grid, rng, ranges: _edge_band(
+        n, geo, grid, rng, ranges.edge_loc_width, ranges.edge_loc_arc_deg
+    ),
     "Loc": _loc,
     "Scratch": _scratch,
 }
 
 
-def _background(count: int, grid: Grid, geo, rng: np.random.Generator, ranges: PatternRanges) -> Tuple[np.ndarray, np.ndarray]:
+def _background(
+    count: int, grid: Grid, geo, rng: np.random.Generator, ranges: PatternRanges
+) -> Tuple[np.ndarray, np.ndarray]:
     """(count, N, M) fail probabilities of the background (a uniform rate, plus small clusters on some
     maps), and each map's uniform rate, shaped (count, 1, 1)."""
     rate = _u(rng, ranges.background_rate, count)
@@ -378,7 +403,7 @@ def _background(count: int, grid: Grid, geo, rng: np.random.Generator, ranges: P
             r, phi = np.sqrt(rng.uniform()) * 0.95, rng.uniform(0.0, _TWO_PI)
             cc, cr = (r * np.cos(phi) + 1.0) * grid.cols / 2.0, (r * np.sin(phi) + 1.0) * grid.rows / 2.0
             radius = rng.uniform(*ranges.cluster_radius_dies)
-            near = (cols - cc) ** 2 + (rows - cr) ** 2 <= radius ** 2
+            near = (cols - cc) ** 2 + (rows - cr) ** 2 <= radius**2
             prob[i] = np.where(near, np.maximum(prob[i], rng.uniform(0.5, 0.9)), prob[i])
     return prob, rate
 
@@ -421,8 +446,9 @@ def generate_die_maps(
     return die_maps
 
 
-def _visible_region(cls: str, n: int, geo, grid: "Grid", rng: np.random.Generator, ranges: PatternRanges,
-                    on_wafer: np.ndarray) -> np.ndarray:
+def _visible_region(
+    cls: str, n: int, geo, grid: "Grid", rng: np.random.Generator, ranges: PatternRanges, on_wafer: np.ndarray
+) -> np.ndarray:
     """``n`` regions of a class, each holding at least ``ranges.min_region_dies`` on-wafer dies where the
     grid allows it (scratches: ``scratch_min_dies``): too small ones are redrawn, then drawn whole
     (no partial cut)."""
@@ -505,7 +531,9 @@ def iter_wafer_maps(count: int, seed: int, config: Optional[GeneratorConfig] = N
             )
 
 
-def generate_wafer_maps(count: int, seed: int, config: Optional[GeneratorConfig] = None, **overrides) -> List[WaferRecord]:
+def generate_wafer_maps(
+    count: int, seed: int, config: Optional[GeneratorConfig] = None, **overrides
+) -> List[WaferRecord]:
     """Generate `count` synthetic wafer maps for `seed` (see GeneratorConfig; keyword overrides allowed)."""
     if overrides:
         base = config or GeneratorConfig()

@@ -30,7 +30,9 @@ def encode_png(image: np.ndarray) -> bytes:
     if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"PNG images must be uint8 HxW or HxWx3, got dtype {arr.dtype} shape {arr.shape}")
     buf = io.BytesIO()
-    Image.fromarray(arr, mode="L" if arr.ndim == 2 else "RGB").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(arr, mode="L" if arr.ndim == 2 else "RGB").save(
+        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
     return buf.getvalue()
 
 

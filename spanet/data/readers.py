@@ -21,7 +21,8 @@ FORMATS = tuple(READERS) + ("auto",)
 
 
 def detect_format(path: str) -> str:
-    """Guess the format of `path`: a ``.npz`` / ``.pkl`` file (or a folder holding one), else a folder of G85 files or images."""
+    """Guess the format of `path`: a ``.npz`` / ``.pkl`` file (or a folder holding one), else a folder
+    of G85 files or images."""
     if not os.path.exists(path):
         raise DataInputError(f"input {path!r} does not exist")
     if os.path.isfile(path):

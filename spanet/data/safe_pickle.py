@@ -59,9 +59,23 @@ def allowed_objects() -> FrozenSet[Any]:
     import _codecs
 
     objs = [
-        builtins.object, builtins.slice, builtins.bytes, builtins.bytearray, builtins.set, builtins.frozenset,
-        builtins.complex, builtins.range, builtins.list, builtins.tuple, builtins.dict, builtins.int,
-        builtins.float, builtins.str, builtins.bool, copyreg._reconstructor, _codecs.encode,
+        builtins.object,
+        builtins.slice,
+        builtins.bytes,
+        builtins.bytearray,
+        builtins.set,
+        builtins.frozenset,
+        builtins.complex,
+        builtins.range,
+        builtins.list,
+        builtins.tuple,
+        builtins.dict,
+        builtins.int,
+        builtins.float,
+        builtins.str,
+        builtins.bool,
+        copyreg._reconstructor,
+        _codecs.encode,
     ]
     objs += _optional("numpy", "ndarray", "dtype")
     objs += _optional("numpy.core.multiarray", "_reconstruct", "scalar")
@@ -73,7 +87,9 @@ def allowed_objects() -> FrozenSet[Any]:
     objs += _optional("pandas.core.indexes.numeric", "Int64Index", "UInt64Index", "Float64Index", "NumericIndex")
     objs += _optional("pandas.core.indexes.frozen", "FrozenList")
     objs += _optional("pandas.core.internals.managers", "BlockManager", "SingleBlockManager")
-    objs += _optional("pandas.core.internals.blocks", "new_block", "Block", "ObjectBlock", "NumericBlock", "FloatBlock", "IntBlock")
+    objs += _optional(
+        "pandas.core.internals.blocks", "new_block", "Block", "ObjectBlock", "NumericBlock", "FloatBlock", "IntBlock"
+    )
     objs += _optional("pandas._libs.internals", "_unpickle_block", "BlockPlacement")
     return frozenset(objs)
 
@@ -84,7 +100,7 @@ def _modernise(module: str, name: str) -> Tuple[str, str]:
     module = _compat_pickle.IMPORT_MAPPING.get(module, module)
     for old, new in _OLD_PREFIXES:
         if module.startswith(old):
-            module = new + module[len(old):]
+            module = new + module[len(old) :]
             break
     return module, name
 
@@ -97,7 +113,11 @@ def _requested_size(value: Any) -> int:
         return abs(value)
     if isinstance(value, range):
         return len(value)
-    if isinstance(value, (tuple, list)) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, (tuple, list))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         return math.prod(abs(v) for v in value)
     return 0
 

@@ -57,7 +57,7 @@ def _bezier_scratch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, die:
     bend = rng.normal(0.0, 0.25 * length, size=2)
     control = (start + end) / 2.0 + bend
     t = np.linspace(0.0, 1.0, max(20, int(length / (0.3 * die))))[:, None]
-    curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t ** 2 * end
+    curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
     gaps = rng.random(len(t)) < rng.uniform(0.0, 0.25)  # broken stretches
     curve = curve[~gaps]
     if len(curve) == 0:
@@ -136,8 +136,15 @@ def iter_stress_maps(count: int, seed: int, class_mix: Optional[dict] = None) ->
     labels = rng.choice(names, size=count, p=weights / weights.sum())
     for i, label in enumerate(labels):
         image = die_maps_to_images(stress_die_map(str(label), rng))
-        yield WaferRecord(image=image, label=str(label), lot_id=f"STRESS{seed}-{i:06d}", wafer_id="01",
-                          stage="stress", source=_SOURCE, ref=f"{_SOURCE}#{i}")
+        yield WaferRecord(
+            image=image,
+            label=str(label),
+            lot_id=f"STRESS{seed}-{i:06d}",
+            wafer_id="01",
+            stage="stress",
+            source=_SOURCE,
+            ref=f"{_SOURCE}#{i}",
+        )
 
 
 def generate_stress_maps(count: int, seed: int, class_mix: Optional[dict] = None) -> List[WaferRecord]:

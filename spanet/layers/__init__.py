@@ -7,4 +7,13 @@ from spanet.layers.heads import CosineClassifier, ScaledSoftmax
 from spanet.layers.pointwise import PointwiseConv2D
 from spanet.layers.proliferation import SelfProliferation
 
-__all__ = ["SelfProliferation", "SelfAttention", "SPABlock", "CosineClassifier", "ScaledSoftmax", "PointwiseConv2D", "SmallMapDepthwiseConv2D", "hard_sigmoid"]
+__all__ = [
+    "SelfProliferation",
+    "SelfAttention",
+    "SPABlock",
+    "CosineClassifier",
+    "ScaledSoftmax",
+    "PointwiseConv2D",
+    "SmallMapDepthwiseConv2D",
+    "hard_sigmoid",
+]

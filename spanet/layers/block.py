@@ -79,14 +79,20 @@ class SPABlock(keras.layers.Layer):
         self.attention_reduction = check_positive_int("attention_reduction", attention_reduction)
         self.norm = check_choice("norm", norm, NORMALIZATIONS)
         self.reference_softmax = bool(reference_softmax)
-        self.depth_multiplier = None if depth_multiplier is None else check_positive_int("depth_multiplier", depth_multiplier)
+        self.depth_multiplier = (
+            None if depth_multiplier is None else check_positive_int("depth_multiplier", depth_multiplier)
+        )
         self.fused = bool(fused)
         multiplier = self.depth_multiplier or proliferation_multiplier(self.ratio)
         depthwise = SmallMapDepthwiseConv2D if self.fused else keras.layers.DepthwiseConv2D
 
         self.shortcut_dw = depthwise(
-            self.kernel_size, self.strides, padding="same", depth_multiplier=multiplier,
-            use_bias=False, name="shortcut_dw",
+            self.kernel_size,
+            self.strides,
+            padding="same",
+            depth_multiplier=multiplier,
+            use_bias=False,
+            name="shortcut_dw",
         )
         self.shortcut_dw_bn = _batch_norm("shortcut_dw_bn")
         self.shortcut_proj = pointwise_or_conv2d(self.fused)(self.filters, 1, use_bias=False, name="shortcut_proj")
@@ -97,8 +103,12 @@ class SPABlock(keras.layers.Layer):
         self.strided_dw = None
         if self.strides > 1:
             self.strided_dw = depthwise(
-                self.kernel_size, self.strides, padding="same", depth_multiplier=multiplier,
-                use_bias=False, name="strided_dw",
+                self.kernel_size,
+                self.strides,
+                padding="same",
+                depth_multiplier=multiplier,
+                use_bias=False,
+                name="strided_dw",
             )
             self.strided_dw_bn = _batch_norm("strided_dw_bn")
         self.self_attention = None

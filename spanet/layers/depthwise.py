@@ -49,9 +49,13 @@ class SmallMapDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         height, width = inputs.shape[1], inputs.shape[2]
         dense = (
             training is True
-            and height is not None and width is not None and height * width <= MAX_DENSE_POSITIONS
-            and self.padding == "same" and self.kernel_size[0] == self.kernel_size[1]
-            and self.strides[0] == self.strides[1] and tuple(self.dilation_rate) == (1, 1)
+            and height is not None
+            and width is not None
+            and height * width <= MAX_DENSE_POSITIONS
+            and self.padding == "same"
+            and self.kernel_size[0] == self.kernel_size[1]
+            and self.strides[0] == self.strides[1]
+            and tuple(self.dilation_rate) == (1, 1)
             and self.data_format == "channels_last"
         )
         if not dense:

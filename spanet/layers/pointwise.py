@@ -28,7 +28,8 @@ def matmul_over_positions(inputs: tf.Tensor, matrix: tf.Tensor, bias: Optional[t
 
 
 def pointwise_or_conv2d(fused: bool, kernel_size: int = 1, strides: int = 1) -> type:
-    """The convolution class to build: :class:`PointwiseConv2D` where it applies (fused, 1x1, stride 1), else ``Conv2D``."""
+    """The convolution class to build: :class:`PointwiseConv2D` where it applies (fused, 1x1, stride 1),
+    else ``Conv2D``."""
     return PointwiseConv2D if fused and kernel_size == 1 and strides == 1 else keras.layers.Conv2D
 
 
@@ -46,7 +47,11 @@ class PointwiseConv2D(keras.layers.Conv2D):
     """
 
     def __init__(self, filters: int, kernel_size: Any = 1, strides: Any = 1, **kwargs):
-        for name, value in (("kernel_size", kernel_size), ("strides", strides), ("dilation_rate", kwargs.get("dilation_rate", 1))):
+        for name, value in (
+            ("kernel_size", kernel_size),
+            ("strides", strides),
+            ("dilation_rate", kwargs.get("dilation_rate", 1)),
+        ):
             if _as_pair(value) != (1, 1):
                 raise ValueError(f"PointwiseConv2D needs {name}=1; got {value!r}")
         if kwargs.get("groups", 1) != 1:

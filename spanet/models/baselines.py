@@ -25,7 +25,9 @@ def _cosine_head(backbone: keras.Model, num_classes: int, name: str) -> keras.Mo
     return keras.Model(backbone.input, logits, name=name)
 
 
-def build_mobilenet_v2(num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None) -> keras.Model:
+def build_mobilenet_v2(
+    num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None
+) -> keras.Model:
     """MobileNetV2 (alpha = width) from random weights, with a cosine classifier."""
     backbone = keras.applications.MobileNetV2(
         input_shape=tuple(input_shape), alpha=width, include_top=False, weights=None, pooling="avg"
@@ -33,7 +35,9 @@ def build_mobilenet_v2(num_classes: int, input_shape: Sequence[int], width: floa
     return _cosine_head(backbone, num_classes, name or "mobilenet_v2")
 
 
-def build_mobilenet_v3(num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None) -> keras.Model:
+def build_mobilenet_v3(
+    num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None
+) -> keras.Model:
     """MobileNetV3-Large (alpha = width) from random weights, with a cosine classifier."""
     backbone = keras.applications.MobileNetV3Large(
         input_shape=tuple(input_shape),
@@ -46,7 +50,9 @@ def build_mobilenet_v3(num_classes: int, input_shape: Sequence[int], width: floa
     return _cosine_head(backbone, num_classes, name or "mobilenet_v3")
 
 
-def build_ghostnet(num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None, **kwargs) -> keras.Model:
+def build_ghostnet(
+    num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None, **kwargs
+) -> keras.Model:
     """The GhostNet-style SP-Net: SP&A-Net's network with no attention."""
     return build_spanet(num_classes, input_shape, width=width, attention=False, name=name or "ghostnet", **kwargs)
 
@@ -72,7 +78,9 @@ def _gc_bottleneck(x, width: int, strides: int, project: bool, name: str):
     return keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def build_resnet50_gc(num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None) -> keras.Model:
+def build_resnet50_gc(
+    num_classes: int, input_shape: Sequence[int], width: float = 1.0, name: Optional[str] = None
+) -> keras.Model:
     """ResNet-50 with a GC block (softmax context, LayerNorm transform, channel add) in every bottleneck."""
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = keras.layers.Conv2D(scale_channels(64, width), 7, 2, padding="same", use_bias=False, name="stem_conv")(inputs)

@@ -74,7 +74,9 @@ def _attention_flags(attention: Union[bool, Sequence[bool]], count: int) -> Tupl
 
 
 def _conv_bn_relu(x, filters: int, kernel_size: int, strides: int, name: str, fused: bool = True):
-    x = pointwise_or_conv2d(fused, kernel_size, strides)(filters, kernel_size, strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = pointwise_or_conv2d(fused, kernel_size, strides)(
+        filters, kernel_size, strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 

@@ -112,8 +112,11 @@ def predictions_from_outputs(out: Dict[str, np.ndarray], names: Sequence[str], v
             model_version=version,
             unknown=bool(out[UNKNOWN][i]) if UNKNOWN in out else False,
             familiarity=float(out[FAMILIARITY][i]) if FAMILIARITY in out else None,
-            patterns=(tuple(names[j] for j in np.flatnonzero(out[PATTERNS_PRESENT][i] > 0.5))
-                      if PATTERNS_PRESENT in out else None),
+            patterns=(
+                tuple(names[j] for j in np.flatnonzero(out[PATTERNS_PRESENT][i] > 0.5))
+                if PATTERNS_PRESENT in out
+                else None
+            ),
         )
         for i in range(out[PROBABILITIES].shape[0])
     ]
@@ -220,7 +223,9 @@ class ServingClient:
                         time.sleep(wait)
                         continue
                     raise ServingUnavailableError(
-                        f"TF Serving at {self.config.target} is unavailable ({what}, {self.config.retry.max_attempts} attempts): {' '.join((exc.details() or '').split())}"
+                        f"TF Serving at {self.config.target} is unavailable "
+                        f"({what}, {self.config.retry.max_attempts} attempts): "
+                        f"{' '.join((exc.details() or '').split())}"
                     ) from None
                 raise ServingRequestError(code, exc.details() or "") from None
 
@@ -242,22 +247,35 @@ class ServingClient:
             request = get_model_status_pb2.GetModelStatusRequest()
             self._model_spec(request.model_spec)
             try:
-                response = self._models.GetModelStatus(request, timeout=max(0.05, min(self.config.timeout_s, deadline - time.monotonic())))
-                available = [s.version for s in response.model_version_status if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+                response = self._models.GetModelStatus(
+                    request, timeout=max(0.05, min(self.config.timeout_s, deadline - time.monotonic()))
+                )
+                available = [
+                    s.version
+                    for s in response.model_version_status
+                    if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+                ]
                 if available:
                     return max(available)
                 last, reachable = "no version is AVAILABLE yet", True
             except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
                     raise ServingRequestError(exc.code(), exc.details() or "") from None
                 reachable = exc.code() == grpc.StatusCode.NOT_FOUND
                 last = f"{exc.code().name}: {' '.join((exc.details() or '').split())}"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if not reachable:
-                    raise ServingUnavailableError(f"cannot reach TF Serving at {self.config.target} within {timeout_s:g} s ({last})")
+                    raise ServingUnavailableError(
+                        f"cannot reach TF Serving at {self.config.target} within {timeout_s:g} s ({last})"
+                    )
                 raise ServingUnavailableError(
-                    f"model {self.config.model_name!r} at {self.config.target} is not ready after {timeout_s:g} s ({last})"
+                    f"model {self.config.model_name!r} at {self.config.target} "
+                    f"is not ready after {timeout_s:g} s ({last})"
                 )
             time.sleep(min(next(backoffs), remaining))
 
@@ -271,11 +289,19 @@ class ServingClient:
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
         if name not in signature_map.signature_def:
-            raise ServingRequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                                      f"model {self.config.model_name!r} has no signature {name!r} (has {sorted(signature_map.signature_def)})")
+            raise ServingRequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model {self.config.model_name!r} has no signature {name!r} "
+                f"(has {sorted(signature_map.signature_def)})",
+            )
         signature = signature_map.signature_def[name]
-        info = SignatureInfo(name, signature.method_name, _tensor_info(signature.inputs), _tensor_info(signature.outputs),
-                             response.model_spec.version.value)
+        info = SignatureInfo(
+            name,
+            signature.method_name,
+            _tensor_info(signature.inputs),
+            _tensor_info(signature.outputs),
+            response.model_spec.version.value,
+        )
         if name == self.config.signature_name:
             self._signature = info
             self._ask_class_names(signature_map)
@@ -300,12 +326,16 @@ class ServingClient:
         info = self._signature or self.metadata()
         strings = [n for n, (dtype, _) in info.inputs.items() if dtype == "DT_STRING"]
         if len(info.inputs) != 1 or len(strings) != 1:
-            raise ServingRequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                                      f"signature {info.name!r} must take one string input (image bytes); it takes {info.inputs}")
+            raise ServingRequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"signature {info.name!r} must take one string input (image bytes); it takes {info.inputs}",
+            )
         missing = [o for o in REQUIRED_OUTPUTS if o not in info.outputs]
         if missing:
-            raise ServingRequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                                      f"signature {info.name!r} lacks output(s) {missing}; it has {sorted(info.outputs)}")
+            raise ServingRequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"signature {info.name!r} lacks output(s) {missing}; it has {sorted(info.outputs)}",
+            )
         return strings[0]
 
     def predict_request(self, images: Sequence[bytes]) -> predict_pb2.PredictResponse:
@@ -319,7 +349,11 @@ class ServingClient:
         return self._class_names.get(index, f"class_{index}")
 
     def _learn_class_names(self, response: predict_pb2.PredictResponse) -> Dict[str, np.ndarray]:
-        out = {k: from_tensor_proto(response.outputs[k]) for k in REQUIRED_OUTPUTS + OPTIONAL_OUTPUTS if k in response.outputs}
+        out = {
+            k: from_tensor_proto(response.outputs[k])
+            for k in REQUIRED_OUTPUTS + OPTIONAL_OUTPUTS
+            if k in response.outputs
+        }
         unknown = out.get(UNKNOWN, np.zeros(len(out[CLASS_ID]), bool))
         with self._lock:
             if PATTERNS_PRESENT in out:  # multi-label: the name lists the present columns' patterns in order
@@ -340,8 +374,9 @@ class ServingClient:
             names = [self._class_names.get(i, f"class_{i}") for i in range(out[PROBABILITIES].shape[1])]
         return predictions_from_outputs(out, names, version)
 
-    def predict_images(self, images: Sequence[Union[bytes, np.ndarray]],
-                       on_batch: Optional[Callable[[int], None]] = None) -> List[Prediction]:
+    def predict_images(
+        self, images: Sequence[Union[bytes, np.ndarray]], on_batch: Optional[Callable[[int], None]] = None
+    ) -> List[Prediction]:
         """Predictions for PNG/JPEG bytes (sent as they are) or uint8 HxW / HxWx3 arrays (PNG-encoded), in batches.
 
         All batches are answered before the predictions are built, so class names learned from any

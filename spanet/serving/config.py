@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 #: gRPC's default message limit is 4 MiB: too small for a batch of images.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 from spanet.serving.contract import DEFAULT_MODEL_NAME, DEFAULT_SIGNATURE  # noqa: E402,F401  (DEFAULT_SIGNATURE re-exported)
+
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 #: Bytes of memory one declared pixel can take while the model decodes it (per channel decoded):
@@ -31,6 +32,7 @@ class TLSConfig:
 
     def read(self) -> Tuple[Optional[bytes], Optional[bytes], Optional[bytes]]:
         """The (root certs, private key, cert chain) bytes; OSError names a missing file."""
+
         def load(path: Optional[str], what: str) -> Optional[bytes]:
             if not path:
                 return None
@@ -39,7 +41,12 @@ class TLSConfig:
                     return fh.read()
             except OSError as exc:
                 raise OSError(f"cannot read TLS {what} file {path!r}: {exc.strerror or exc}") from None
-        return load(self.root_certs, "root certificates"), load(self.private_key, "private key"), load(self.cert_chain, "certificate chain")
+
+        return (
+            load(self.root_certs, "root certificates"),
+            load(self.private_key, "private key"),
+            load(self.cert_chain, "certificate chain"),
+        )
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ def overlay_name(index: int, ref: str) -> str:
     return f"{index:05d}_{os.path.splitext(base)[0] if base.lower().endswith(('.png', '.jpg', '.jpeg')) else base}.png"
 
 
-def explain_inputs(model: LocalModel, inputs: Sequence[PredictInput], out_dir: str, batch_size: int = 32,
-                   pixels: int = 256) -> List[Tuple[str, Prediction, str]]:
+def explain_inputs(
+    model: LocalModel, inputs: Sequence[PredictInput], out_dir: str, batch_size: int = 32, pixels: int = 256
+) -> List[Tuple[str, Prediction, str]]:
     """(ref, prediction, overlay PNG path) per input; each map is resized to the input's own grid."""
     rows = []
     for start in range(0, len(inputs), batch_size):
-        batch = inputs[start:start + batch_size]
+        batch = inputs[start : start + batch_size]
         for offset, (item, (prediction, cam)) in enumerate(zip(batch, model.explain([i.image for i in batch]))):
             image = decode_image(item.image)
             drawn = overlay(image, to_shape(cam, image.shape[:2]))

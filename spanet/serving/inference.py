@@ -38,7 +38,8 @@ def requested_version(request_spec) -> "int | None":
 
 
 def find_signature(servable: ServableVersion, name: str):
-    """(name, SignatureDef) of the asked signature (default ``serving_default``); FAILED_PRECONDITION if absent, as TF Serving."""
+    """(name, SignatureDef) of the asked signature (default ``serving_default``); FAILED_PRECONDITION if
+    absent, as TF Serving."""
     name = name or DEFAULT_SIGNATURE
     if name not in servable.signature_defs or name not in servable.functions:
         raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
@@ -113,9 +114,13 @@ def _serialized_examples(request: classification_pb2.ClassificationRequest) -> L
 
 
 def classify(
-    manager: ModelManager, request: classification_pb2.ClassificationRequest, guard: RequestGuard, wait_s: Optional[float] = None
+    manager: ModelManager,
+    request: classification_pb2.ClassificationRequest,
+    guard: RequestGuard,
+    wait_s: Optional[float] = None,
 ) -> classification_pb2.ClassificationResponse:
-    """Classify: only for signatures with the classify method (inputs: serialized tf.Examples), within `guard`'s limits."""
+    """Classify: only for signatures with the classify method (inputs: serialized tf.Examples), within
+    `guard`'s limits."""
     spec = request.model_spec
     servable = manager.get(spec.name, requested_version(spec))
     name, signature = find_signature(servable, spec.signature_name)
@@ -149,7 +154,9 @@ def classify(
     return response
 
 
-def model_metadata(manager: ModelManager, request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
+def model_metadata(
+    manager: ModelManager, request: get_model_metadata_pb2.GetModelMetadataRequest
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """GetModelMetadata: the served version's SignatureDef map, packed in an Any under ``signature_def``."""
     if not request.HasField("model_spec"):
         raise invalid_argument("Missing ModelSpec")
@@ -171,7 +178,9 @@ def model_metadata(manager: ModelManager, request: get_model_metadata_pb2.GetMod
     return response
 
 
-def model_status(manager: ModelManager, request: get_model_status_pb2.GetModelStatusRequest) -> get_model_status_pb2.GetModelStatusResponse:
+def model_status(
+    manager: ModelManager, request: get_model_status_pb2.GetModelStatusRequest
+) -> get_model_status_pb2.GetModelStatusResponse:
     """GetModelStatus: the state of each version the server knows (AVAILABLE, LOADING, END)."""
     spec = request.model_spec
     response = get_model_status_pb2.GetModelStatusResponse()

@@ -15,8 +15,15 @@ import numpy as np
 import tensorflow as tf
 
 from spanet.serving.client import Prediction, predictions_from_outputs
-from spanet.serving.contract import (CLASS_ID, CLASS_NAME, DEFAULT_SIGNATURE, EXPLAIN_SIGNATURE, EXPLANATION,
-                                     PROBABILITIES, UNKNOWN)
+from spanet.serving.contract import (
+    CLASS_ID,
+    CLASS_NAME,
+    DEFAULT_SIGNATURE,
+    EXPLAIN_SIGNATURE,
+    EXPLANATION,
+    PROBABILITIES,
+    UNKNOWN,
+)
 from spanet.serving.model_manager import SAVED_MODEL_FILES, list_versions
 
 
@@ -46,7 +53,8 @@ class LocalModel:
         self._explain = signatures.get(EXPLAIN_SIGNATURE)
         names = getattr(self._loaded, "class_names", None)
         self.class_names: Optional[List[str]] = (
-            [n.decode("utf-8") for n in names.numpy().tolist()] if names is not None else None)
+            [n.decode("utf-8") for n in names.numpy().tolist()] if names is not None else None
+        )
 
     @property
     def can_explain(self) -> bool:
@@ -57,9 +65,11 @@ class LocalModel:
         width = out[PROBABILITIES].shape[1]
         if self.class_names and len(self.class_names) == width:
             return list(self.class_names)
-        learned = {int(i): n.decode("utf-8") for i, n, u in zip(out[CLASS_ID], out[CLASS_NAME],
-                                                                 out.get(UNKNOWN, np.zeros(len(out[CLASS_ID]), bool)))
-                   if not u}
+        learned = {
+            int(i): n.decode("utf-8")
+            for i, n, u in zip(out[CLASS_ID], out[CLASS_NAME], out.get(UNKNOWN, np.zeros(len(out[CLASS_ID]), bool)))
+            if not u
+        }
         return [learned.get(j, f"class_{j}") for j in range(width)]
 
     def _run(self, function, images: Sequence[bytes]):
@@ -76,8 +86,10 @@ class LocalModel:
     def explain(self, images: Sequence[bytes]) -> List[Tuple[Prediction, np.ndarray]]:
         """(prediction, Grad-CAM map at the model's input size in [0, 1]) for each image."""
         if not self.can_explain:
-            raise ValueError(f"--model-dir {self.path}: the SavedModel has no {EXPLAIN_SIGNATURE!r} signature "
-                             "(exported before explanations existed); retrain to explain")
+            raise ValueError(
+                f"--model-dir {self.path}: the SavedModel has no {EXPLAIN_SIGNATURE!r} signature "
+                "(exported before explanations existed); retrain to explain"
+            )
         if not images:
             return []
         out = self._run(self._explain, images)

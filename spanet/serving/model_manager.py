@@ -110,7 +110,9 @@ def load_version(base_path: str, version: int) -> ServableVersion:
     path = os.path.join(base_path, str(version))
     loaded = tf.saved_model.load(path, tags=["serve"])
     functions = dict(loaded.signatures)
-    return ServableVersion(version=version, path=path, loaded=loaded, signature_defs=read_signature_defs(path), functions=functions)
+    return ServableVersion(
+        version=version, path=path, loaded=loaded, signature_defs=read_signature_defs(path), functions=functions
+    )
 
 
 class ModelManager:
@@ -203,8 +205,12 @@ class ModelManager:
                 self._states[current.version] = (State.END, "")
             log.info(
                 "model %s: loaded version %d from %s in %.1f s%s; serving version %d%s",
-                self.model_name, target, servable.path, time.monotonic() - started,
-                f" (after {failed.attempts} failed attempts)" if failed is not None else "", target,
+                self.model_name,
+                target,
+                servable.path,
+                time.monotonic() - started,
+                f" (after {failed.attempts} failed attempts)" if failed is not None else "",
+                target,
                 f" (unloaded {current.version})" if current is not None else "",
             )
             return True
@@ -218,11 +224,23 @@ class ModelManager:
         self._failed[version] = _Failure(fingerprint, message, attempts, time.monotonic() + wait)
         self._states[version] = (State.END, message)
         if same_files and previous.message == message:
-            log.debug("model %s: version %d still fails to load (attempt %d; next in %.1f s): %s",
-                      self.model_name, version, attempts, wait, message)
+            log.debug(
+                "model %s: version %d still fails to load (attempt %d; next in %.1f s): %s",
+                self.model_name,
+                version,
+                attempts,
+                wait,
+                message,
+            )
         else:
-            log.error("model %s: failed to load version %d from %s (retrying when its files change, or in %.1f s): %s",
-                      self.model_name, version, self.base_path, wait, message)
+            log.error(
+                "model %s: failed to load version %d from %s (retrying when its files change, or in %.1f s): %s",
+                self.model_name,
+                version,
+                self.base_path,
+                wait,
+                message,
+            )
 
     # -- watching -------------------------------------------------------------------------------------
     def start(self) -> None:

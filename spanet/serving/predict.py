@@ -127,8 +127,9 @@ def expand_paths(paths: Sequence[str]) -> Tuple[List[str], List[str]]:
     files, problems = [], []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                           if _known_file(name))
+            found = sorted(
+                os.path.join(root, name) for root, _, names in os.walk(path) for name in names if _known_file(name)
+            )
             if not found:
                 problems.append(f"{path}: a folder with no image or wafer-map file")
             files.extend(found)
@@ -157,9 +158,16 @@ def read_many(paths: Sequence[str]) -> Tuple[List[PredictInput], List[str]]:
 
 def _row(ref: str, p: Prediction) -> dict:
     """One prediction as plain data: the columns of every output format."""
-    row = {"file": ref, "class": p.class_name, "confidence": p.confidence, "defective": p.defective,
-           "defect_score": p.defect_score, "unknown": p.unknown, "model_version": p.model_version,
-           "probabilities": dict(p.probabilities)}
+    row = {
+        "file": ref,
+        "class": p.class_name,
+        "confidence": p.confidence,
+        "defective": p.defective,
+        "defect_score": p.defect_score,
+        "unknown": p.unknown,
+        "model_version": p.model_version,
+        "probabilities": dict(p.probabilities),
+    }
     if p.patterns is not None:
         row["patterns"] = list(p.patterns)
     return row
@@ -176,9 +184,15 @@ def csv_header(classes: Sequence[str]) -> List[str]:
 
 def csv_cells(ref: str, p: Prediction, classes: Sequence[str]) -> List[str]:
     """One prediction's CSV cells, in :func:`csv_header`'s order."""
-    return ([ref, p.class_name, "" if p.confidence is None else f"{p.confidence:.6f}", str(int(p.defective)),
-             f"{p.defect_score:.6f}", str(int(p.unknown)), str(p.model_version)]
-            + [f"{p.probabilities.get(name, float('nan')):.6f}" for name in classes])
+    return [
+        ref,
+        p.class_name,
+        "" if p.confidence is None else f"{p.confidence:.6f}",
+        str(int(p.defective)),
+        f"{p.defect_score:.6f}",
+        str(int(p.unknown)),
+        str(p.model_version),
+    ] + [f"{p.probabilities.get(name, float('nan')):.6f}" for name in classes]
 
 
 def csv_line(cells: Sequence[str]) -> str:
@@ -196,7 +210,9 @@ def jsonl_line(ref: str, p: Prediction) -> str:
 def format_csv(rows: Sequence[Tuple[str, Prediction]]) -> str:
     """CSV with a header (:func:`csv_header`), one line per prediction."""
     classes = list(rows[0][1].probabilities) if rows else []
-    return "\n".join(csv_line(cells) for cells in [csv_header(classes)] + [csv_cells(ref, p, classes) for ref, p in rows])
+    return "\n".join(
+        csv_line(cells) for cells in [csv_header(classes)] + [csv_cells(ref, p, classes) for ref, p in rows]
+    )
 
 
 def format_jsonl(rows: Sequence[Tuple[str, Prediction]]) -> str:
@@ -208,8 +224,13 @@ def format_table(rows: Sequence[Tuple[str, Prediction]]) -> str:
     """A plain-text table: file, class (``unknown`` for inputs unlike every class), confidence (probability
     of that class), defective (with score)."""
     body = [
-        (ref, p.class_name, "-" if p.confidence is None else f"{p.confidence:.4f}",
-         f"{'yes' if p.defective else 'no'} ({p.defect_score:.2f})" + (", unlike every class: sent to review" if p.unknown else ""))
+        (
+            ref,
+            p.class_name,
+            "-" if p.confidence is None else f"{p.confidence:.4f}",
+            f"{'yes' if p.defective else 'no'} ({p.defect_score:.2f})"
+            + (", unlike every class: sent to review" if p.unknown else ""),
+        )
         for ref, p in rows
     ]
     widths = [max(len(str(r[i])) for r in [TABLE_COLUMNS, *body]) for i in range(len(TABLE_COLUMNS))]
@@ -227,8 +248,9 @@ def _with_explanation(rows: Sequence[Tuple[str, Prediction, str]], formatter: st
     paths = [path for _, _, path in rows]
     lines = text.split("\n")
     if formatter == "jsonl":
-        return "\n".join(json.dumps({**json.loads(line), "explanation": path}, allow_nan=False)
-                         for line, path in zip(lines, paths))
+        return "\n".join(
+            json.dumps({**json.loads(line), "explanation": path}, allow_nan=False) for line, path in zip(lines, paths)
+        )
     if formatter == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -237,8 +259,10 @@ def _with_explanation(rows: Sequence[Tuple[str, Prediction, str]], formatter: st
         return buffer.getvalue().rstrip("\n")
     width = max(len(line) for line in lines)
     header, rule, body = lines[0], lines[1], lines[2:]
-    return "\n".join([header.ljust(width) + "  explanation", rule.ljust(width) + "  " + "-" * 11]
-                     + [line.ljust(width) + "  " + path for line, path in zip(body, paths)])
+    return "\n".join(
+        [header.ljust(width) + "  explanation", rule.ljust(width) + "  " + "-" * 11]
+        + [line.ljust(width) + "  " + path for line, path in zip(body, paths)]
+    )
 
 
 #: ``spanet explain --output`` choices: the predict listings plus the overlay's path.

@@ -63,14 +63,20 @@ class HttpError(ServingError):
     """A failure of the HTTP exchange itself (length, size, timeout), answered with its own HTTP status."""
 
     def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(grpc.StatusCode.RESOURCE_EXHAUSTED if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-                         else grpc.StatusCode.INVALID_ARGUMENT, message)
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+            if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+            else grpc.StatusCode.INVALID_ARGUMENT,
+            message,
+        )
         self.status = status
 
 
 def _to_json_value(value: np.ndarray) -> Any:
     if value.dtype == object:
-        return np.vectorize(lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else b, otypes=[object])(value).tolist()
+        return np.vectorize(lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else b, otypes=[object])(
+            value
+        ).tolist()
     return value.tolist()
 
 
@@ -92,7 +98,7 @@ def _from_json_value(value: Any, where: str, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if set(value) == {"b64"}:
             return _b64(value["b64"], where)
-        raise invalid_argument(f"{where} is an object other than {{\"b64\": ...}}")
+        raise invalid_argument(f'{where} is an object other than {{"b64": ...}}')
     if isinstance(value, list):
         return [_from_json_value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, str):
@@ -112,8 +118,12 @@ def _json_inputs(body: Dict[str, Any], input_names) -> Tuple[Dict[str, Any], boo
             names = list(rows[0])
             for i, row in enumerate(rows):
                 if set(row) != set(names):
-                    raise invalid_argument(f"instances[{i}] names the inputs {sorted(row)}, instances[0] {sorted(names)}")
-            return {k: [_from_json_value(r.get(k), f"instances[{i}].{k}", 1) for i, r in enumerate(rows)] for k in names}, True
+                    raise invalid_argument(
+                        f"instances[{i}] names the inputs {sorted(row)}, instances[0] {sorted(names)}"
+                    )
+            return {
+                k: [_from_json_value(r.get(k), f"instances[{i}].{k}", 1) for i, r in enumerate(rows)] for k in names
+            }, True
         if len(input_names) != 1:
             raise invalid_argument(f"instances must be objects naming the inputs {sorted(input_names)}")
         return {next(iter(input_names)): [_from_json_value(r, f"instances[{i}]", 1) for i, r in enumerate(rows)]}, True
@@ -133,7 +143,8 @@ def parse_json_body(data: bytes) -> Dict[str, Any]:
         body = json.loads(data or b"{}")
     except UnicodeDecodeError:
         raise invalid_argument(
-            'request body is not JSON (not UTF-8 text: a raw image? send {"instances": [{"b64": "<base64 of the image>"}]})'
+            "request body is not JSON (not UTF-8 text: a raw image? "
+            'send {"instances": [{"b64": "<base64 of the image>"}]})'
         ) from None
     except json.JSONDecodeError as exc:
         raise invalid_argument(f"JSON Parse error: {exc}") from None
@@ -147,7 +158,8 @@ def parse_json_body(data: bytes) -> Dict[str, Any]:
 def rest_predict(
     manager: ModelManager, guard: RequestGuard, name: str, version: Optional[int], body: Dict[str, Any]
 ) -> Dict[str, Any]:
-    """A REST predict body -> the PredictRequest the gRPC path runs (same checks and limits) -> TF Serving's JSON answer."""
+    """A REST predict body -> the PredictRequest the gRPC path runs (same checks and limits) -> TF
+    Serving's JSON answer."""
     servable = manager.get(name, version)
     signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
     if not isinstance(signature_name, str):
@@ -206,8 +218,13 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                 self.wfile.write(data)
             except _HUNG_UP as exc:
                 self.close_connection = True
-                log.debug("rest: client %s went away before the answer to %s %s (%s)",
-                          self.client_address[0], self.command, self.path, type(exc).__name__)
+                log.debug(
+                    "rest: client %s went away before the answer to %s %s (%s)",
+                    self.client_address[0],
+                    self.command,
+                    self.path,
+                    type(exc).__name__,
+                )
 
         def _route(self):
             match = _ROUTE.match(self.path.split("?")[0])
@@ -225,7 +242,13 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                 self._send(_HTTP_CODES.get(exc.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": exc.message})
             except _HUNG_UP as exc:
                 self.close_connection = True
-                log.debug("rest: client %s went away during %s %s (%s)", self.client_address[0], self.command, self.path, type(exc).__name__)
+                log.debug(
+                    "rest: client %s went away during %s %s (%s)",
+                    self.client_address[0],
+                    self.command,
+                    self.path,
+                    type(exc).__name__,
+                )
             except Exception as exc:  # never let one request take the port down
                 log.exception("rest: %s %s failed", self.command, self.path)
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
@@ -235,7 +258,9 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
         def _content_length(self) -> int:
             if self.headers.get("Transfer-Encoding"):
                 self.close_connection = True
-                raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding bodies are not supported: send a Content-Length")
+                raise HttpError(
+                    HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding bodies are not supported: send a Content-Length"
+                )
             values = self.headers.get_all("Content-Length") or []
             if not values:
                 self.close_connection = True
@@ -243,7 +268,9 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
             text = values[0].strip()
             if len(set(v.strip() for v in values)) != 1 or not _CONTENT_LENGTH.match(text):
                 self.close_connection = True
-                raise HttpError(HTTPStatus.BAD_REQUEST, f"Content-Length {', '.join(values)!r} is not one non-negative integer")
+                raise HttpError(
+                    HTTPStatus.BAD_REQUEST, f"Content-Length {', '.join(values)!r} is not one non-negative integer"
+                )
             return int(text)
 
         def _read_body(self, length: int) -> bytearray:
@@ -260,12 +287,18 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                     n = self.rfile.readinto1(view[got:])
                     if not n:
                         self.close_connection = True
-                        raise HttpError(HTTPStatus.BAD_REQUEST, f"request body ended after {got} of the {length} bytes its Content-Length declares")
+                        raise HttpError(
+                            HTTPStatus.BAD_REQUEST,
+                            f"request body ended after {got} of the {length} bytes its Content-Length declares",
+                        )
                     got += n
             except socket.timeout:
                 self.close_connection = True
-                raise HttpError(HTTPStatus.REQUEST_TIMEOUT,
-                                f"request body: got {got} of the {length} bytes its Content-Length declares within {read_timeout_s:g} s") from None
+                raise HttpError(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    f"request body: got {got} of the {length} bytes its Content-Length declares "
+                    f"within {read_timeout_s:g} s",
+                ) from None
             finally:
                 view.release()
                 self.connection.settimeout(read_timeout_s)
@@ -277,7 +310,9 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                 if rest == ":predict":
                     raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "predict needs POST")
                 if rest == "/metadata":
-                    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[inference.SIGNATURE_DEF_FIELD])
+                    request = get_model_metadata_pb2.GetModelMetadataRequest(
+                        metadata_field=[inference.SIGNATURE_DEF_FIELD]
+                    )
                     request.model_spec.name = name
                     if version is not None:
                         request.model_spec.version.value = version
@@ -285,15 +320,24 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                     signature_map = get_model_metadata_pb2.SignatureDefMap()
                     response.metadata[inference.SIGNATURE_DEF_FIELD].Unpack(signature_map)
                     return {
-                        "model_spec": {"name": name, "signature_name": "", "version": str(response.model_spec.version.value)},
-                        "metadata": {"signature_def": json_format.MessageToDict(signature_map, preserving_proto_field_name=True)},
+                        "model_spec": {
+                            "name": name,
+                            "signature_name": "",
+                            "version": str(response.model_spec.version.value),
+                        },
+                        "metadata": {
+                            "signature_def": json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
+                        },
                     }
                 request = get_model_status_pb2.GetModelStatusRequest()
                 request.model_spec.name = name
                 if version is not None:
                     request.model_spec.version.value = version
                 response = inference.model_status(manager, request)
-                return json_format.MessageToDict(response, preserving_proto_field_name=True, including_default_value_fields=True)
+                return json_format.MessageToDict(
+                    response, preserving_proto_field_name=True, including_default_value_fields=True
+                )
+
             self._answer(work)
 
         def do_POST(self) -> None:  # noqa: N802
@@ -308,10 +352,13 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                 length = self._content_length()
                 if length > max_body_bytes:
                     self.close_connection = True  # the body is not read
-                    raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                    f"request of {length} bytes is over the {max_body_bytes}-byte limit (max_message_bytes)")
+                    raise HttpError(
+                        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        f"request of {length} bytes is over the {max_body_bytes}-byte limit (max_message_bytes)",
+                    )
                 body = parse_json_body(self._read_body(length))
                 return rest_predict(manager, guard, name, version, body)
+
             self._answer(work)
 
     return Handler
@@ -329,11 +376,15 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request, client_address) -> None:
         if not self._connections.acquire(blocking=False):
-            message = json.dumps({"error": f"server busy: {self.max_connections} REST connections are open (max_rest_connections)"}).encode()
+            message = json.dumps(
+                {"error": f"server busy: {self.max_connections} REST connections are open (max_rest_connections)"}
+            ).encode()
             try:
                 request.settimeout(1.0)
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                                b"Content-Length: %d\r\n\r\n%s" % (len(message), message))
+                request.sendall(
+                    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(message), message)
+                )
             except OSError:
                 pass
             self.shutdown_request(request)
@@ -353,7 +404,9 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, _HUNG_UP):
-            log.debug("rest: client %s went away (%s)", client_address[0] if client_address else "?", type(exc).__name__)
+            log.debug(
+                "rest: client %s went away (%s)", client_address[0] if client_address else "?", type(exc).__name__
+            )
         else:
             log.exception("rest: connection from %s failed", client_address[0] if client_address else "?")
 
@@ -375,7 +428,9 @@ class RestServer:
             from spanet.serving.config import RequestLimits
 
             guard = RequestGuard(RequestLimits())
-        self._httpd = _HTTPServer((host, port), _handler(manager, guard, max_body_bytes, read_timeout_s), max_connections)
+        self._httpd = _HTTPServer(
+            (host, port), _handler(manager, guard, max_body_bytes, read_timeout_s), max_connections
+        )
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest", daemon=True)
 

@@ -68,20 +68,29 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.manager = manager
         self.guard = guard
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:  # noqa: N802
-        return _handle(lambda: inference.predict(self.manager, request, self.guard, context.time_remaining()), context, "Predict")
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:  # noqa: N802
+        return _handle(
+            lambda: inference.predict(self.manager, request, self.guard, context.time_remaining()), context, "Predict"
+        )
 
     def Classify(self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext):  # noqa: N802
-        return _handle(lambda: inference.classify(self.manager, request, self.guard, context.time_remaining()), context, "Classify")
+        return _handle(
+            lambda: inference.classify(self.manager, request, self.guard, context.time_remaining()), context, "Classify"
+        )
 
     def Regress(self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext):  # noqa: N802
         def work():
             servable = self.manager.get(request.model_spec.name, inference.requested_version(request.model_spec))
             name, signature = inference.find_signature(servable, request.model_spec.signature_name)
             if signature.method_name != REGRESS_METHOD:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {signature.method_name}")
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {signature.method_name}",
+                )
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "Regress is not implemented by the local server")
+
         return _handle(work, context, "Regress")
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext):  # noqa: N802
@@ -108,7 +117,10 @@ class LocalServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.manager = ModelManager(
-            config.model_name, config.model_base_path, config.poll_interval_s, warm_up if config.warmup else None,
+            config.model_name,
+            config.model_base_path,
+            config.poll_interval_s,
+            warm_up if config.warmup else None,
             retry_max_interval_s=config.load_retry_max_s,
         )
         self.guard = RequestGuard(config.limits)
@@ -123,11 +135,16 @@ class LocalServer:
         limit = config.max_message_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="grpc"),
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-                     ("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
             maximum_concurrent_rpcs=config.max_workers + config.max_queued_rpcs,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.guard), server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.manager, self.guard), server
+        )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), server)
         address = f"{config.host}:{config.port}"
         try:
@@ -135,7 +152,9 @@ class LocalServer:
                 root, key, chain = config.tls.read()
                 if not (key and chain):
                     raise ValueError("server TLS needs both a certificate chain and a private key")
-                credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=root, require_client_auth=root is not None)
+                credentials = grpc.ssl_server_credentials(
+                    [(key, chain)], root_certificates=root, require_client_auth=root is not None
+                )
                 port = server.add_secure_port(address, credentials)
             else:
                 port = server.add_insecure_port(address)
@@ -152,13 +171,21 @@ class LocalServer:
             from spanet.serving.rest import RestServer
 
             self._rest = RestServer(
-                self.manager, config.host, config.rest_port, limit, guard=self.guard,
-                read_timeout_s=config.rest_read_timeout_s, max_connections=config.max_rest_connections,
+                self.manager,
+                config.host,
+                config.rest_port,
+                limit,
+                guard=self.guard,
+                read_timeout_s=config.rest_read_timeout_s,
+                max_connections=config.max_rest_connections,
             ).start()
             self.rest_port = self._rest.port
         log.info(
             "serving model %r from %s on gRPC %s:%d%s (local TF Serving stand-in; production uses TF Serving)",
-            config.model_name, self.manager.base_path, config.host, port,
+            config.model_name,
+            self.manager.base_path,
+            config.host,
+            port,
             f", REST port {self.rest_port}" if self.rest_port is not None else "",
         )
         return self

@@ -37,7 +37,7 @@ def proto_shape(proto: tensor_pb2.TensorProto) -> tf.TensorShape:
 def _dtype_name(enum: int) -> str:
     """TensorFlow's own name of a dtype enum, as in its messages: DT_FLOAT -> float, DT_STRING -> string."""
     try:
-        return types_pb2.DataType.Name(enum)[len("DT_"):].lower()
+        return types_pb2.DataType.Name(enum)[len("DT_") :].lower()
     except ValueError:
         return f"dtype enum {enum}"
 
@@ -94,7 +94,8 @@ def validate_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping
     for position, alias in enumerate(sorted(inputs)):
         if alias not in specs:
             raise invalid_argument(
-                f"input tensor alias not found in signature: {alias}. Inputs expected to be in the set {{{','.join(sorted(wanted))}}}."
+                f"input tensor alias not found in signature: {alias}. "
+                f"Inputs expected to be in the set {{{','.join(sorted(wanted))}}}."
             )
         proto, spec = inputs[alias], specs[alias]
         if proto.dtype != spec.dtype.as_datatype_enum:
@@ -104,12 +105,17 @@ def validate_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping
             )
         shape = proto_shape(proto)
         if not spec.shape.is_compatible_with(shape):
-            raise invalid_argument(f"input {alias} has shape {_dims(shape)}, but the signature expects {_dims(spec.shape)}")
+            raise invalid_argument(
+                f"input {alias} has shape {_dims(shape)}, but the signature expects {_dims(spec.shape)}"
+            )
         _check_values(alias, proto, shape)
 
 
-def convert_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]) -> Dict[str, tf.Tensor]:
-    """Request `inputs` (already validated) as tensors of the signature's dtypes; INVALID_ARGUMENT if one cannot be parsed."""
+def convert_inputs(
+    inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]
+) -> Dict[str, tf.Tensor]:
+    """Request `inputs` (already validated) as tensors of the signature's dtypes; INVALID_ARGUMENT if one
+    cannot be parsed."""
     tensors = {}
     for alias in sorted(inputs):
         try:
@@ -120,7 +126,9 @@ def convert_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[
     return tensors
 
 
-def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]) -> Dict[str, tf.Tensor]:
+def check_inputs(
+    inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]
+) -> Dict[str, tf.Tensor]:
     """Validate request `inputs` against the signature's input `specs` and convert them to tensors."""
     validate_inputs(inputs, specs)
     return convert_inputs(inputs, specs)

@@ -7,7 +7,13 @@ import pytest
 
 from components.eval_summary import class_metrics_from_confusion, confusion_matrix_from_plot, gate_settings, strict_json
 from components.evaluation import (
-    DEFECT_RECALL, DEFECT_RECALL_GATE, DEFECT_RECALL_LOWER_BOUND, FALSE_ALARM_RATE, GateConfig, build_eval_config, gated_slices,
+    DEFECT_RECALL,
+    DEFECT_RECALL_GATE,
+    DEFECT_RECALL_LOWER_BOUND,
+    FALSE_ALARM_RATE,
+    GateConfig,
+    build_eval_config,
+    gated_slices,
 )
 
 
@@ -30,16 +36,27 @@ def test_absent_classes_do_not_count_in_macro_f1():
 
 
 def test_confusion_matrix_from_tfma_plot():
-    plot = {"multiClassConfusionMatrixAtThresholds": {"matrices": [{"threshold": 0.0, "entries": [
-        {"actualClassId": 0, "predictedClassId": 0, "numWeightedExamples": 7.0},
-        {"actualClassId": 1, "predictedClassId": 0, "numWeightedExamples": 2.0},
-        {"actualClassId": 1, "predictedClassId": 1, "numWeightedExamples": 5.0},
-    ]}]}}
+    plot = {
+        "multiClassConfusionMatrixAtThresholds": {
+            "matrices": [
+                {
+                    "threshold": 0.0,
+                    "entries": [
+                        {"actualClassId": 0, "predictedClassId": 0, "numWeightedExamples": 7.0},
+                        {"actualClassId": 1, "predictedClassId": 0, "numWeightedExamples": 2.0},
+                        {"actualClassId": 1, "predictedClassId": 1, "numWeightedExamples": 5.0},
+                    ],
+                }
+            ]
+        }
+    }
     np.testing.assert_array_equal(confusion_matrix_from_plot(plot, 2), [[7, 0], [2, 5]])
 
 
 def _metric(config, name):
-    return next(m for spec in config.metrics_specs for m in spec.metrics if json.loads(m.config or "{}").get("name") == name)
+    return next(
+        m for spec in config.metrics_specs for m in spec.metrics if json.loads(m.config or "{}").get("name") == name
+    )
 
 
 def _gated(metric):
@@ -83,15 +100,27 @@ def test_eval_config_gates_overall_on_the_lower_bound_and_every_class_and_slice_
 
 
 def test_gate_settings_reach_the_metric_configs_and_are_read_back():
-    gate = GateConfig(class_names=("a", "none"), min_defect_recall=0.95, confidence=0.9, min_slice_support=50,
-                      too_few="refuse", slice_features=())
+    gate = GateConfig(
+        class_names=("a", "none"),
+        min_defect_recall=0.95,
+        confidence=0.9,
+        min_slice_support=50,
+        too_few="refuse",
+        slice_features=(),
+    )
     config = build_eval_config(gate)
     assert json.loads(_metric(config, DEFECT_RECALL_GATE).config)["too_few"] == "refuse"
     settings = gate_settings(config)
-    assert {k: settings[k] for k in ("min_defect_recall", "confidence", "min_slice_support", "too_few",
-                                     "max_false_alarm_rate")} == {
-        "min_defect_recall": 0.95, "confidence": 0.9, "min_slice_support": 50, "too_few": "refuse",
-        "max_false_alarm_rate": 0.1}
+    assert {
+        k: settings[k]
+        for k in ("min_defect_recall", "confidence", "min_slice_support", "too_few", "max_false_alarm_rate")
+    } == {
+        "min_defect_recall": 0.95,
+        "confidence": 0.9,
+        "min_slice_support": 50,
+        "too_few": "refuse",
+        "max_false_alarm_rate": 0.1,
+    }
     assert [dict(s.feature_values) for s in settings["gated_slicing_specs"]] == [{"label": "a"}]
 
 
@@ -123,9 +152,11 @@ def test_pattern_metrics_come_from_the_binarized_counts_and_exact_match_is_the_a
     from components.eval_summary import pattern_metrics_from_counts
 
     values = {
-        "probabilities/true_positives/class_0": 18.0, "probabilities/false_negatives/class_0": 2.0,
+        "probabilities/true_positives/class_0": 18.0,
+        "probabilities/false_negatives/class_0": 2.0,
         "probabilities/false_positives/class_0": 6.0,
-        "probabilities/true_positives/class_1": 0.0, "probabilities/false_negatives/class_1": 0.0,
+        "probabilities/true_positives/class_1": 0.0,
+        "probabilities/false_negatives/class_1": 0.0,
         "probabilities/false_positives/class_1": 3.0,
         "patterns_present/exact_match": 0.85,
     }

@@ -33,7 +33,11 @@ def test_the_false_alarm_budget_lowers_the_threshold():
     p = np.concatenate([normals, [0.2, 0.9]])
     is_defect = np.array([False] * 100 + [True, True])
     free = choose_threshold(p, is_defect, 1.0, 0.95)
-    assert free.defect_recall == 1.0 and free.false_alarm_rate == pytest.approx(0.81) and free.limited_by == "target recall"
+    assert (
+        free.defect_recall == 1.0
+        and free.false_alarm_rate == pytest.approx(0.81)
+        and free.limited_by == "target recall"
+    )
     budget = choose_threshold(p, is_defect, 1.0, 0.95, max_false_alarm_rate=0.1)
     assert budget.threshold == pytest.approx(0.55) and budget.false_alarm_rate == pytest.approx(0.10)
     assert budget.defect_recall == 0.5 and not budget.target_reached and budget.limited_by == "false-alarm budget"
@@ -58,4 +62,3 @@ def test_rates_are_direct_counts():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="1-D of one length"):
         choose_threshold(np.zeros(3), np.zeros(2, bool), 0.99, 0.9)
-

@@ -35,9 +35,11 @@ def _example(label, flagged, stage="sort", height=30, width=30):
         features.LABEL_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
         features.STAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[stage.encode()])),
         features.SIZE_BUCKET_KEY: tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[features.size_bucket(height, width).encode()])),
+            bytes_list=tf.train.BytesList(value=[features.size_bucket(height, width).encode()])
+        ),
         features.ASPECT_BUCKET_KEY: tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[features.aspect_bucket(height, width).encode()])),
+            bytes_list=tf.train.BytesList(value=[features.aspect_bucket(height, width).encode()])
+        ),
         LABEL_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[class_id])),
         IS_DEFECT_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label != NORMAL)])),
         DEFECT_SCORE: tf.train.Feature(float_list=tf.train.FloatList(value=[0.9 if flagged else 0.1])),
@@ -47,17 +49,20 @@ def _example(label, flagged, stage="sort", height=30, width=30):
 
 
 def _wafers(label, count, misses=0, **shape):
-    """``count`` wafers of ``label``: defective ones flagged but for ``misses``; normal ones flagged ``misses`` times."""
+    """``count`` wafers of ``label``: defective ones flagged but for ``misses``; normal ones flagged
+    ``misses`` times."""
     flag = label != NORMAL
     return [_example(label, flag if i >= misses else not flag, **shape) for i in range(count)]
 
 
 def _modelless(config):
     """The gate's EvalConfig reading predictions and labels from the examples, as a first run (no baseline)."""
-    config.model_specs[0].CopyFrom(tfma.ModelSpec(
-        label_keys={PROBABILITIES: LABEL_XF, DEFECT_SCORE: IS_DEFECT_XF},
-        prediction_keys={PROBABILITIES: PROBABILITIES, DEFECT_SCORE: DEFECT_SCORE},
-    ))
+    config.model_specs[0].CopyFrom(
+        tfma.ModelSpec(
+            label_keys={PROBABILITIES: LABEL_XF, DEFECT_SCORE: IS_DEFECT_XF},
+            prediction_keys={PROBABILITIES: PROBABILITIES, DEFECT_SCORE: DEFECT_SCORE},
+        )
+    )
     # The Evaluator drops change thresholds when there is no baseline (rubber stamp); do the same.
     for spec in config.metrics_specs:
         for metric in spec.metrics:
@@ -108,7 +113,12 @@ def test_one_miss_in_200_is_refused_on_the_lower_bound_though_its_point_recall_p
     json.dumps(summary, allow_nan=False)  # strict JSON: no NaN anywhere
     assert summary["defect_recall"] == pytest.approx(199 / 200)  # the stock Recall: a direct count
     overall = summary["overall"]
-    assert (overall["support"], overall["misses"], overall["rule"], overall["verdict"]) == (200, 1, "lower bound", "fail")
+    assert (overall["support"], overall["misses"], overall["rule"], overall["verdict"]) == (
+        200,
+        1,
+        "lower bound",
+        "fail",
+    )
     assert overall["defect_recall"] == pytest.approx(0.995) and overall["lower_bound"] < 0.99
     assert summary["defect_recall_lower_bound"] == pytest.approx(overall["lower_bound"])
     assert overall["defects_needed"] == 473  # with one miss, 473 defective wafers reach 0.99
@@ -119,10 +129,20 @@ def test_one_miss_in_200_is_refused_on_the_lower_bound_though_its_point_recall_p
     slices = _by_slice(summary)
     center = slices["label=Center"]
     assert (center["support"], center["misses"], center["rule"], center["verdict"]) == (
-        100, 1, "point estimate (n >= 30)", "pass")
+        100,
+        1,
+        "point estimate (n >= 30)",
+        "pass",
+    )
     assert center["interval"][0] < 0.99 < center["interval"][1]
-    assert set(slices) == {"overall", "label=Center", "label=Scratch", "stage=sort", "size_bucket=25-50",
-                           "aspect_bucket=square"}
+    assert set(slices) == {
+        "overall",
+        "label=Center",
+        "label=Scratch",
+        "stage=sort",
+        "size_bucket=25-50",
+        "aspect_bucket=square",
+    }
     assert "label=none" not in slices and summary["too_few_to_judge"] == []
     assert summary["validation_ok"] is False
     assert any(f.startswith("overall: defect_recall_lower_bound") for f in summary["validation_failures"])
@@ -141,8 +161,12 @@ def test_two_misses_in_100_fail_the_lower_bound_and_the_class_point_estimate(tmp
 
 def _enough_and_a_small_slice():
     """300 defective wafers, no miss (lower bound 0.05 ** (1 / 300) > 0.99), 5 of them in a big-map slice."""
-    return (_wafers("Center", 150) + _wafers("Scratch", 145) + _wafers("Scratch", 5, height=120, width=110)
-            + _wafers(NORMAL, 60, misses=3))
+    return (
+        _wafers("Center", 150)
+        + _wafers("Scratch", 145)
+        + _wafers("Scratch", 5, height=120, width=110)
+        + _wafers(NORMAL, 60, misses=3)
+    )
 
 
 def test_a_slice_below_the_minimum_support_is_reported_not_passed(tmp_path):
@@ -166,8 +190,11 @@ def test_a_slice_below_the_minimum_support_is_reported_not_passed(tmp_path):
     from components.report.data import GatePolicy, ReportData
     from components.report.render import render_report
 
-    page = render_report(ReportData(class_names=list(CLASSES), normal_class=NORMAL, evaluation=summary,
-                                    gate=GatePolicy(), blessed=True), str(tmp_path / "report"), embed_images=False)
+    page = render_report(
+        ReportData(class_names=list(CLASSES), normal_class=NORMAL, evaluation=summary, gate=GatePolicy(), blessed=True),
+        str(tmp_path / "report"),
+        embed_images=False,
+    )
     text = open(page, encoding="utf-8").read()
     assert '<tr data-slice="size_bucket=&gt;=100" class="too-few">' in text
     assert 'id="too-few" class="few" data-slices="size_bucket=&gt;=100"' in text

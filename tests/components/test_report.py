@@ -75,26 +75,58 @@ MATRIX = [[8, 1, 1], [0, 5, 2], [0, 1, 12]]
 
 def _data(blessed=False):
     evaluation = {
-        "defect_recall": 0.8235294117647058, "false_alarm_rate": 0.07692307692307693, "class_names": CLASSES,
-        "confusion_matrix": MATRIX, **class_metrics_from_confusion(np.array(MATRIX), CLASSES),
-        "slices": {"overall": {"defect_score/defect_recall": 0.8235294117647058, "probabilities/example_count": 30.0},
-                   "label=Center": {"defect_score/defect_recall": 0.9, "probabilities/example_count": 10.0},
-                   "label=none": {"defect_score/defect_recall": float("nan"), "probabilities/example_count": 13.0}},
-        "validation_ok": blessed, "validation_failures": [] if blessed else ["overall: defect_recall fails"],
+        "defect_recall": 0.8235294117647058,
+        "false_alarm_rate": 0.07692307692307693,
+        "class_names": CLASSES,
+        "confusion_matrix": MATRIX,
+        **class_metrics_from_confusion(np.array(MATRIX), CLASSES),
+        "slices": {
+            "overall": {"defect_score/defect_recall": 0.8235294117647058, "probabilities/example_count": 30.0},
+            "label=Center": {"defect_score/defect_recall": 0.9, "probabilities/example_count": 10.0},
+            "label=none": {"defect_score/defect_recall": float("nan"), "probabilities/example_count": 13.0},
+        },
+        "validation_ok": blessed,
+        "validation_failures": [] if blessed else ["overall: defect_recall fails"],
     }
     wafer = np.full((20, 20), 128, np.uint8)
     return ReportData(
-        class_names=CLASSES, normal_class="none", evaluation=evaluation, gate=GatePolicy(0.99, 0.1), blessed=blessed,
+        class_names=CLASSES,
+        normal_class="none",
+        evaluation=evaluation,
+        gate=GatePolicy(0.99, 0.1),
+        blessed=blessed,
         operating_point={"threshold": 0.42, "defect_recall": 0.99, "false_alarm_rate": 0.05},
-        history={"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.0], "val_loss": [3.5, 2.5, 2.0],
-                 "accuracy": [0.3, 0.6, 0.8], "val_accuracy": [0.2, 0.5, 0.7]},
+        history={
+            "epoch": [0, 1, 2],
+            "loss": [3.0, 2.0, 1.0],
+            "val_loss": [3.5, 2.5, 2.0],
+            "accuracy": [0.3, 0.6, 0.8],
+            "val_accuracy": [0.2, 0.5, 0.7],
+        },
         training_summary={"parameters": 1234, "training": {"model": "spanet", "target_defect_recall": 0.995}},
-        data_summary={"examples_per_split_and_class": {"train": {"Center": 30, "Scratch": 20, "none": 40},
-                                                        "test": {"Center": 10, "Scratch": 7, "none": 13}},
-                      "examples_per_split": {"train": 90, "test": 30}, "examples_total": 120, "lots_per_split": {"train": 9, "test": 3}},
-        gallery=[GalleryItem(wafer, "Scratch", "none", 0.7, 0.2, "lot L1 wafer 02", "missed defect",
-                             explanation=np.linspace(0, 1, wafer.size).reshape(wafer.shape))],
-        misclassified_total=6, gallery_confusion=MATRIX,
+        data_summary={
+            "examples_per_split_and_class": {
+                "train": {"Center": 30, "Scratch": 20, "none": 40},
+                "test": {"Center": 10, "Scratch": 7, "none": 13},
+            },
+            "examples_per_split": {"train": 90, "test": 30},
+            "examples_total": 120,
+            "lots_per_split": {"train": 9, "test": 3},
+        },
+        gallery=[
+            GalleryItem(
+                wafer,
+                "Scratch",
+                "none",
+                0.7,
+                0.2,
+                "lot L1 wafer 02",
+                "missed defect",
+                explanation=np.linspace(0, 1, wafer.size).reshape(wafer.shape),
+            )
+        ],
+        misclassified_total=6,
+        gallery_confusion=MATRIX,
     )
 
 
@@ -140,24 +172,66 @@ def _gated_data(too_few="report"):
     from components import clopper_pearson as cp
 
     data = _data()
-    gate = {"min_defect_recall": 0.99, "confidence": 0.95, "interval_confidence": 0.95, "min_slice_support": 10,
-            "too_few": too_few, "max_false_alarm_rate": 0.1}
-    overall = {"defect_recall": 14 / 17, "lower_bound": cp.lower_bound(14, 17), "interval": list(cp.interval(14, 17)),
-               "support": 17, "misses": 3, "rule": "lower bound", "verdict": "fail", "defects_needed": 773,
-               "false_alarm_rate": 1 / 13, "false_alarm_interval": list(cp.interval(1, 13)), "normal_support": 13,
-               "false_alarms": 1}
-    center = {"slice": "label=Center", "defect_recall": 0.9, "interval": list(cp.interval(9, 10)), "support": 10,
-              "misses": 1, "rule": "point estimate (n >= 10)", "verdict": "fail"}
-    scratch = {"slice": "label=Scratch", "defect_recall": 5 / 7, "interval": list(cp.interval(5, 7)), "support": 7,
-               "misses": 2, "rule": "too few to judge (n < 10)",
-               "verdict": "too few to judge" if too_few == "report" else "fail"}
-    data.evaluation.update({
-        "defect_recall_lower_bound": overall["lower_bound"], "overall": overall, "gate": gate,
-        "gated_slices": [{"slice": "overall", **{k: overall[k] for k in ("defect_recall", "interval", "support", "misses",
-                                                                         "rule", "verdict")}}, center, scratch],
-        "too_few_to_judge": ["label=Scratch"],
-    })
-    data.evaluation["slices"]["label=Scratch"] = {"defect_score/defect_recall": 5 / 7, "probabilities/example_count": 7.0}
+    gate = {
+        "min_defect_recall": 0.99,
+        "confidence": 0.95,
+        "interval_confidence": 0.95,
+        "min_slice_support": 10,
+        "too_few": too_few,
+        "max_false_alarm_rate": 0.1,
+    }
+    overall = {
+        "defect_recall": 14 / 17,
+        "lower_bound": cp.lower_bound(14, 17),
+        "interval": list(cp.interval(14, 17)),
+        "support": 17,
+        "misses": 3,
+        "rule": "lower bound",
+        "verdict": "fail",
+        "defects_needed": 773,
+        "false_alarm_rate": 1 / 13,
+        "false_alarm_interval": list(cp.interval(1, 13)),
+        "normal_support": 13,
+        "false_alarms": 1,
+    }
+    center = {
+        "slice": "label=Center",
+        "defect_recall": 0.9,
+        "interval": list(cp.interval(9, 10)),
+        "support": 10,
+        "misses": 1,
+        "rule": "point estimate (n >= 10)",
+        "verdict": "fail",
+    }
+    scratch = {
+        "slice": "label=Scratch",
+        "defect_recall": 5 / 7,
+        "interval": list(cp.interval(5, 7)),
+        "support": 7,
+        "misses": 2,
+        "rule": "too few to judge (n < 10)",
+        "verdict": "too few to judge" if too_few == "report" else "fail",
+    }
+    data.evaluation.update(
+        {
+            "defect_recall_lower_bound": overall["lower_bound"],
+            "overall": overall,
+            "gate": gate,
+            "gated_slices": [
+                {
+                    "slice": "overall",
+                    **{k: overall[k] for k in ("defect_recall", "interval", "support", "misses", "rule", "verdict")},
+                },
+                center,
+                scratch,
+            ],
+            "too_few_to_judge": ["label=Scratch"],
+        }
+    )
+    data.evaluation["slices"]["label=Scratch"] = {
+        "defect_score/defect_recall": 5 / 7,
+        "probabilities/example_count": 7.0,
+    }
     return data
 
 
@@ -170,8 +244,14 @@ def test_report_shows_intervals_supports_rules_and_too_few_slices(tmp_path, too_
     overall = data.evaluation["overall"]
     bound, (low, high) = overall["lower_bound"], overall["interval"]
     gate = page.tables["gate"]
-    assert gate["defect_recall"][1:] == ["0.8235", "\u2265 0.99", "fail", f"[{low:.4f}, {high:.4f}]",
-                                         "17 defective (3 missed)", "95% one-sided lower bound \u2265 0.99"]
+    assert gate["defect_recall"][1:] == [
+        "0.8235",
+        "\u2265 0.99",
+        "fail",
+        f"[{low:.4f}, {high:.4f}]",
+        "17 defective (3 missed)",
+        "95% one-sided lower bound \u2265 0.99",
+    ]
     assert gate["defect_recall_lower_bound"][1] == f"{bound:.4f}" and gate["defect_recall_lower_bound"][3] == "fail"
     low, high = overall["false_alarm_interval"]
     assert gate["false_alarm_rate"][4:6] == [f"[{low:.4f}, {high:.4f}]", "13 normal (1 flagged)"]
@@ -193,16 +273,17 @@ def test_report_shows_intervals_supports_rules_and_too_few_slices(tmp_path, too_
 
 # ---------------------------------------------------------------- the tiny pipeline run's report
 
+
 @pytest.fixture(scope="module")
 def run_report(tiny_pipeline_run):
     """(results, the Evaluator's numbers, the parsed report page, report.html's path)."""
     from components.eval_summary import summarize_evaluation
 
-    results = tiny_pipeline_run["results"]
+    results = tiny_pipeline_run.results
     assert results.report_uri, "the pipeline run recorded no EvaluationReport artifact"
     assert os.path.isfile(results.report_path)
     class_names = results.training_summary["class_names"]  # the model's order; the report lists the configured one
-    evaluation = summarize_evaluation(results.evaluation_uri, class_names, tiny_pipeline_run["config"].display_classes)
+    evaluation = summarize_evaluation(results.evaluation_uri, class_names, tiny_pipeline_run.config.display_classes)
     page = parse_report(open(results.report_path, encoding="utf-8").read())
     return results, evaluation, page, results.report_path
 
@@ -215,16 +296,17 @@ def test_run_report_has_every_class_and_the_evaluators_numbers(run_report, tiny_
 
     results, evaluation, page, _ = run_report
     class_names = evaluation["class_names"]
-    assert sorted(class_names) == sorted(tiny_pipeline_run["config"].class_names)
+    assert sorted(class_names) == sorted(tiny_pipeline_run.config.class_names)
     for table in ("per-class", "confusion-matrix"):
         assert sorted(page.tables[table]) == sorted(class_names), table
     assert set(class_names) <= set(page.tables["class-balance"])
     for name, metrics in evaluation["per_class"].items():
         _, precision, recall, f1, support = page.tables["per-class"][name]
         assert [float(precision), float(recall), float(f1)] == pytest.approx(
-            [metrics["precision"], metrics["recall"], metrics["f1"]], abs=5e-5)
+            [metrics["precision"], metrics["recall"], metrics["f1"]], abs=5e-5
+        )
         assert int(support) == metrics["support"]
-    assert list(page.tables["per-class"]) == list(tiny_pipeline_run["config"].class_names)  # the configured order
+    assert list(page.tables["per-class"]) == list(tiny_pipeline_run.config.class_names)  # the configured order
     shown = [[int(v) for v in page.tables["confusion-matrix"][c][1:]] for c in class_names]
     assert shown == evaluation["confusion_matrix"]
     gate = page.tables["gate"]
@@ -253,13 +335,15 @@ def test_run_report_header_names_the_run_the_pushed_version_and_the_data(run_rep
     results, _, page, _ = run_report
     header = page.tables["header"]
     assert os.path.basename(results.pushed_path) in header["pushed"][1] and results.pushed_path in header["pushed"][1]
-    config = tiny_pipeline_run["config"]
+    config = tiny_pipeline_run.config
     assert config.resolved_data_path in header["data"][1]
     assert f"{results.quarantine_summary['examples_total']} wafers" in header["data"][1]
     run = json.load(open(os.path.join(results.report_uri, REPORT_JSON), encoding="utf-8"))["run"]
     assert run["pushed"] and run["pushed_version"] == os.path.basename(results.pushed_path)
     assert run["run_id"] and run["run_id"] in header["run_id"][1] and run["date"] in header["date"][1]
-    assert run["data_bytes"] == sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(config.resolved_data_path) for n in ns)
+    assert run["data_bytes"] == sum(
+        os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(config.resolved_data_path) for n in ns
+    )
 
 
 @pytest.mark.slow
@@ -294,8 +378,16 @@ def test_run_report_opens_in_headless_chromium_with_every_image(run_report, tmp_
     if not browser:
         pytest.skip("headless Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
     _, _, page, path = run_report
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = "file://" + os.path.abspath(path)
     dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -305,11 +397,17 @@ def test_run_report_opens_in_headless_chromium_with_every_image(run_report, tmp_
     assert [image.get("data-loaded") for image in rendered.images] == ["true"] * len(page.images)
     for image in rendered.images:
         source = image["src"]
-        assert source.startswith("data:image/png;base64,") or os.path.isfile(os.path.join(os.path.dirname(path), source))
+        assert source.startswith("data:image/png;base64,") or os.path.isfile(
+            os.path.join(os.path.dirname(path), source)
+        )
 
     shot = tmp_path / "report.png"
-    result = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 5, "the screenshot is blank"
@@ -341,8 +439,12 @@ def test_a_hundred_classes_render_with_every_class_in_the_tables_and_bounded_plo
     rng = np.random.default_rng(0)
     matrix = (np.eye(100, dtype=np.int64) * 9 + rng.integers(0, 2, (100, 100))).tolist()
     data = _data()
-    evaluation = {**data.evaluation, "class_names": names, "confusion_matrix": matrix,
-                  **class_metrics_from_confusion(np.array(matrix), names)}
+    evaluation = {
+        **data.evaluation,
+        "class_names": names,
+        "confusion_matrix": matrix,
+        **class_metrics_from_confusion(np.array(matrix), names),
+    }
     data = replace(data, class_names=names, evaluation=evaluation, gallery_confusion=matrix)
     report = parse_report(open(render_report(data, str(tmp_path), embed_images=False)).read())
     assert set(report.tables["confusion-matrix"]) == set(names) and set(report.tables["per-class"]) == set(names)
@@ -355,11 +457,20 @@ def test_multilabel_report_has_the_exact_match_and_per_pattern_rows_and_no_confu
     from dataclasses import replace
 
     patterns = ["Center", "Scratch"]
-    per_class = {"Center": {"precision": 0.9, "recall": 0.95, "f1": 0.92, "support": 40},
-                 "Scratch": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 30}}
+    per_class = {
+        "Center": {"precision": 0.9, "recall": 0.95, "f1": 0.92, "support": 40},
+        "Scratch": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 30},
+    }
     data = _data()
-    evaluation = {**data.evaluation, "class_names": patterns, "multilabel": True, "confusion_matrix": [],
-                  "per_class": per_class, "accuracy": 0.875, "macro_f1": 0.835}
+    evaluation = {
+        **data.evaluation,
+        "class_names": patterns,
+        "multilabel": True,
+        "confusion_matrix": [],
+        "per_class": per_class,
+        "accuracy": 0.875,
+        "macro_f1": 0.835,
+    }
     history = {k: v for k, v in data.history.items() if "accuracy" not in k}  # a multi-label model logs none
     data = replace(data, class_names=patterns, evaluation=evaluation, history=history)
     report = parse_report(open(render_report(data, str(tmp_path), embed_images=False)).read())
@@ -373,12 +484,26 @@ def test_model_card_states_use_data_metrics_with_intervals_the_decision_and_limi
     from components.report.model_card import MODEL_CARD_HTML, copy_beside_model, write_model_card
 
     data = _data(blessed=False)
-    evaluation = {**data.evaluation, "defect_recall_lower_bound": 0.71,
-                  "overall": {"support": 17, "misses": 3, "interval": [0.566, 0.962], "confidence": 0.95,
-                              "interval_confidence": 0.95, "false_alarm_interval": [0.002, 0.36], "normal_support": 13},
-                  "gate": {"min_defect_recall": 0.99, "min_slice_support": 30, "max_false_alarm_rate": 0.1},
-                  "too_few_to_judge": ["label=Scratch"]}
-    data = replace(data, evaluation=evaluation, data_summary={**data.data_summary, "data_path": "/d/synthetic-1", "data_format": "png"})
+    evaluation = {
+        **data.evaluation,
+        "defect_recall_lower_bound": 0.71,
+        "overall": {
+            "support": 17,
+            "misses": 3,
+            "interval": [0.566, 0.962],
+            "confidence": 0.95,
+            "interval_confidence": 0.95,
+            "false_alarm_interval": [0.002, 0.36],
+            "normal_support": 13,
+        },
+        "gate": {"min_defect_recall": 0.99, "min_slice_support": 30, "max_false_alarm_rate": 0.1},
+        "too_few_to_judge": ["label=Scratch"],
+    }
+    data = replace(
+        data,
+        evaluation=evaluation,
+        data_summary={**data.data_summary, "data_path": "/d/synthetic-1", "data_format": "png"},
+    )
     path = write_model_card(data, str(tmp_path / "report"))
     card = open(path).read()
     for heading in ("## Intended use", "## Data", "## Metrics on the test split", "## The gate", "## Limitations"):

@@ -60,7 +60,10 @@ def test_planted_unknown_label_and_missing_image_are_reported():
 
 def test_slicing_buckets_are_required_and_in_their_domains():
     schema = schemas.load_schema()
-    for key, values in ((features.SIZE_BUCKET_KEY, features.SIZE_BUCKETS), (features.ASPECT_BUCKET_KEY, features.ASPECT_BUCKETS)):
+    for key, values in (
+        (features.SIZE_BUCKET_KEY, features.SIZE_BUCKETS),
+        (features.ASPECT_BUCKET_KEY, features.ASPECT_BUCKETS),
+    ):
         feature = next(f for f in schema.feature if f.name == key)
         assert feature.presence.min_fraction == 1.0 and feature.domain == key
         assert tuple(next(d for d in schema.string_domain if d.name == key).value) == values
@@ -81,8 +84,10 @@ def test_a_runs_own_classes_replace_the_label_domain():
     assert schemas.label_domain(own) == ["good", "particle", "bridge"]
     assert schemas.label_domain(schemas.load_schema()) == list(WAFER_CLASSES)  # the curated file is untouched
     rgb = np.zeros((40, 50, 3), np.uint8)
-    examples = [record_to_example(WaferRecord(image=rgb, label=label, source="png", ref=f"{label}/{i}.jpg"))
-                for i, label in enumerate(["good", "particle", "bridge", "residue"] * 5)]
+    examples = [
+        record_to_example(WaferRecord(image=rgb, label=label, source="png", ref=f"{label}/{i}.jpg"))
+        for i, label in enumerate(["good", "particle", "bridge", "residue"] * 5)
+    ]
     info = dict(tfdv.validate_statistics(_stats(examples), own).anomaly_info)
     assert set(info) == {features.LABEL_KEY} and "residue" in info[features.LABEL_KEY].description
     with pytest.raises(ValueError, match="distinct names"):

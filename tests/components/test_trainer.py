@@ -29,10 +29,18 @@ def test_no_weighting():
 def _write_raw_examples(path, images, labels):
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for image, label in zip(images, labels):
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encode_png(image)])),
-                features.LABEL_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
-            })).SerializeToString())
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            features.IMAGE_KEY: tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=[encode_png(image)])
+                            ),
+                            features.LABEL_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
+                        }
+                    )
+                ).SerializeToString()
+            )
 
 
 def test_dataset_batches_weights_and_turns_autotuning_off(tmp_path):

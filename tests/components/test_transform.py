@@ -30,7 +30,9 @@ def test_rgb_jpeg_becomes_grey_of_the_configured_size():
     image = decode_and_resize(tf.constant([jpeg]), ImageConfig(height=16, width=16, max_channel=True)).numpy()
     assert image.shape == (1, 16, 16, 2)  # the area-averaged and the footprint-maximum copy
     assert 0.25 < image.mean() < 0.35  # pure red in grey: 0.2989 (ITU-R 601 weights)
-    rgb_model = decode_and_resize(tf.constant([jpeg]), ImageConfig(height=16, width=16, channels=3, max_channel=False)).numpy()
+    rgb_model = decode_and_resize(
+        tf.constant([jpeg]), ImageConfig(height=16, width=16, channels=3, max_channel=False)
+    ).numpy()
     assert rgb_model.shape == (1, 16, 16, 3)
 
 
@@ -43,13 +45,19 @@ def test_a_one_die_scratch_on_a_big_grid_keeps_its_level_in_the_max_channel():
     np.testing.assert_allclose(peak.max(axis=1), 1.0)  # every row of the line at full fail level
     assert (peak == 1.0).sum(axis=1).max() <= 2 and np.isclose(peak.min(), 128 / 255)
     # A map no bigger than the input is enlarged alike in both channels.
-    small = decode_and_resize(tf.constant([encode_png(np.array([[0, 128], [255, 255]], np.uint8))]), ImageConfig(height=8, width=8, max_channel=True)).numpy()[0]
+    small = decode_and_resize(
+        tf.constant([encode_png(np.array([[0, 128], [255, 255]], np.uint8))]),
+        ImageConfig(height=8, width=8, max_channel=True),
+    ).numpy()[0]
     np.testing.assert_allclose(small[..., 0], small[..., 1], atol=1e-6)
 
 
 def test_preprocessing_fn_through_tft_beam(tmp_path):
-    maps = [np.array([[0, 255], [128, 128]], np.uint8), np.array([[255, 255], [255, 255]], np.uint8),
-            np.array([[0, 128], [128, 0]], np.uint8)]
+    maps = [
+        np.array([[0, 255], [128, 128]], np.uint8),
+        np.array([[255, 255], [255, 255]], np.uint8),
+        np.array([[0, 128], [128, 0]], np.uint8),
+    ]
     raw = [{"image": [encode_png(m)], "label": [label]} for m, label in zip(maps, [b"Center", b"Center", b"none"])]
     spec = {"image": tf.io.FixedLenFeature([1], tf.string), "label": tf.io.FixedLenFeature([1], tf.string)}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
@@ -75,6 +83,8 @@ def test_multilabel_mode_adds_the_multi_hot_patterns_of_each_label(tmp_path):
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     config = {"image": {"height": 8, "width": 8, "patterns": ["Center", "Edge-Ring"]}}
     with tft_beam.Context(temp_dir=str(tmp_path)):
-        (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(lambda inputs: preprocessing_fn(inputs, config))
+        (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, config)
+        )
     assert [list(row[PATTERNS_XF]) for row in transformed] == [[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
     assert [row[IS_DEFECT_XF] for row in transformed] == [1.0, 1.0, 0.0, 1.0]

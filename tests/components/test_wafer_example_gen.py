@@ -26,9 +26,12 @@ def _run(tmp_path, component, beam_args=(), enable_cache=False):
     """Run a one-component pipeline; return the published artifacts {type name: [artifact]}."""
     db = str(tmp_path / "metadata.db")
     pipeline = tfx.dsl.Pipeline(
-        pipeline_name="wafer-example-gen-test", pipeline_root=str(tmp_path / "root"), components=[component],
+        pipeline_name="wafer-example-gen-test",
+        pipeline_root=str(tmp_path / "root"),
+        components=[component],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
-        beam_pipeline_args=list(beam_args), enable_cache=enable_cache,
+        beam_pipeline_args=list(beam_args),
+        enable_cache=enable_cache,
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
@@ -59,8 +62,18 @@ def png_data(tmp_path_factory):
 
 
 def test_feature_contract_and_example_builder():
-    assert features.FEATURE_KEYS == ("image", "label", "lot_id", "wafer_id", "stage", "source", "height", "width",
-                                     "size_bucket", "aspect_bucket")
+    assert features.FEATURE_KEYS == (
+        "image",
+        "label",
+        "lot_id",
+        "wafer_id",
+        "stage",
+        "source",
+        "height",
+        "width",
+        "size_bucket",
+        "aspect_bucket",
+    )
     assert set(features.BYTES_KEYS) | set(features.INT_KEYS) == set(features.FEATURE_KEYS)
     rec = generate_wafer_maps(1, 0)[0]
     f = features.record_to_example(rec).features.feature
@@ -73,19 +86,22 @@ def test_feature_contract_and_example_builder():
     assert f["aspect_bucket"].bytes_list.value[0].decode() == features.aspect_bucket(height, width)
 
 
-@pytest.mark.parametrize("shape, size, aspect", [
-    ((6, 21), "<25", "wide"),  # WM-811K's smallest: sqrt(126) = 11.2, 21 / 6 = 3.5
-    ((32, 29), "25-50", "square"),  # its most common
-    ((25, 25), "25-50", "square"),  # edges are half-open: 25 starts the second bucket
-    ((24, 26), "<25", "square"),  # sqrt(624) = 24.98
-    ((50, 50), "50-100", "square"),
-    ((100, 100), ">=100", "square"),
-    ((300, 202), ">=100", "tall"),  # its largest: 202 / 300 = 0.67
-    ((40, 32), "25-50", "square"),  # 32 / 40 = 0.8: square includes 0.8
-    ((41, 32), "25-50", "tall"),
-    ((32, 40), "25-50", "square"),  # 1.25: included too
-    ((32, 41), "25-50", "wide"),
-])
+@pytest.mark.parametrize(
+    "shape, size, aspect",
+    [
+        ((6, 21), "<25", "wide"),  # WM-811K's smallest: sqrt(126) = 11.2, 21 / 6 = 3.5
+        ((32, 29), "25-50", "square"),  # its most common
+        ((25, 25), "25-50", "square"),  # edges are half-open: 25 starts the second bucket
+        ((24, 26), "<25", "square"),  # sqrt(624) = 24.98
+        ((50, 50), "50-100", "square"),
+        ((100, 100), ">=100", "square"),
+        ((300, 202), ">=100", "tall"),  # its largest: 202 / 300 = 0.67
+        ((40, 32), "25-50", "square"),  # 32 / 40 = 0.8: square includes 0.8
+        ((41, 32), "25-50", "tall"),
+        ((32, 40), "25-50", "square"),  # 1.25: included too
+        ((32, 41), "25-50", "wide"),
+    ],
+)
 def test_size_and_aspect_buckets(shape, size, aspect):
     assert features.size_bucket(*shape) == size and features.aspect_bucket(*shape) == aspect
     assert size in features.SIZE_BUCKETS and aspect in features.ASPECT_BUCKETS
@@ -102,8 +118,13 @@ def test_bucket_values_equal_the_schema_domains():
 
 
 def test_component_configuration_is_checked_and_json_only():
-    gen = WaferExampleGen(data_path="/data/x", data_format="npz", split_ratios={"train": 3, "eval": 1}, seed=4,
-                          reader_options={"mixed": False})
+    gen = WaferExampleGen(
+        data_path="/data/x",
+        data_format="npz",
+        split_ratios={"train": 3, "eval": 1},
+        seed=4,
+        reader_options={"mixed": False},
+    )
     props = gen.exec_properties
     assert props["split_ratios"] == '{"train": 3, "eval": 1}' and props["reader_options"] == '{"mixed": false}'
     assert all(isinstance(v, (str, int)) for v in props.values())
@@ -171,8 +192,11 @@ def test_changed_data_misses_the_cache_and_unchanged_data_hits_it(tmp_path):
     """A rerun on the same path after the data changed must ingest again (issue: stale cache)."""
     data = tmp_path / "png"
     # 20 lots of 2: every split gets lots (an empty split now stops ingestion).
-    write_dataset(generate_wafer_maps(40, 4, lot_size=2, min_size=26, max_size=30, class_mix={"Center": 1.0, "none": 1.0}),
-                  str(data), "png")
+    write_dataset(
+        generate_wafer_maps(40, 4, lot_size=2, min_size=26, max_size=30, class_mix={"Center": 1.0, "none": 1.0}),
+        str(data),
+        "png",
+    )
 
     def run_once():
         gen = WaferExampleGen(data_path=str(data), data_format="png", seed=1)
@@ -183,6 +207,7 @@ def test_changed_data_misses_the_cache_and_unchanged_data_hits_it(tmp_path):
     extra = generate_wafer_maps(5, 9, lot_size=5, min_size=26, max_size=30, class_mix={"Loc": 1.0})
     os.makedirs(data / "Loc", exist_ok=True)
     from spanet.data.imageio import encode_png
+
     for i, record in enumerate(extra):  # a new class appears: files and their manifest rows
         (data / "Loc" / f"new{i}.png").write_bytes(encode_png(record.image))
         with open(data / "manifest.csv", "a") as fh:
@@ -221,8 +246,11 @@ def test_nothing_readable_fails_clearly_and_publishes_nothing(tmp_path):
     db = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(tmp_path / "metadata.db"))
     store = metadata_store.MetadataStore(db)
     assert [a for a in store.get_artifacts_by_type("Examples") if a.state == a.LIVE] == []
-    leftovers = [p for p in glob.glob(str(tmp_path / "root" / "WaferExampleGen" / "*" / "*" / "**"), recursive=True)
-                 if os.path.isfile(p)]
+    leftovers = [
+        p
+        for p in glob.glob(str(tmp_path / "root" / "WaferExampleGen" / "*" / "*" / "**"), recursive=True)
+        if os.path.isfile(p)
+    ]
     assert leftovers == []
 
 
@@ -279,12 +307,19 @@ def test_compiles_for_kubeflow_v2_with_the_curated_schema(tmp_path):
     gen = WaferExampleGen(data_path="gs://bucket/wafers", data_format="png", seed=3)
     statistics = tfx.components.StatisticsGen(examples=gen.outputs["examples"])
     schema = tfx.components.ImportSchemaGen(schema_file=schemas.schema_path())
-    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"])
-    pipeline = tfx.dsl.Pipeline(pipeline_name="wafer-kfp", pipeline_root="gs://bucket/root",
-                                components=[gen, statistics, schema, validator])
+    validator = tfx.components.ExampleValidator(
+        statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"]
+    )
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="wafer-kfp", pipeline_root="gs://bucket/root", components=[gen, statistics, schema, validator]
+    )
     out = tmp_path / "pipeline.yaml"
-    config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image="spanet:test", use_pipeline_spec_2_1=True)
-    tfx.orchestration.experimental.KubeflowV2DagRunner(config=config, output_filename=str(out)).run(pipeline, write_out=True)
+    config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+        default_image="spanet:test", use_pipeline_spec_2_1=True
+    )
+    tfx.orchestration.experimental.KubeflowV2DagRunner(config=config, output_filename=str(out)).run(
+        pipeline, write_out=True
+    )
     text = out.read_text()
     assert "title: spanet.WaferQuarantineReport" in text and "title: tfx.Examples" in text
     assert "gs://bucket/wafers" in text and "split_ratios" in text

@@ -62,9 +62,15 @@ def test_deployments_agree_with_the_pipeline_config(configs, variant):
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"grpc": 8500, "http": 8501}
     assert container["readinessProbe"]["httpGet"] == {"path": f"/v1/models/{config.model_name}", "port": 8501}
     args = container["args"]
-    for flag in ("--port=8500", "--rest_api_port=8501", "--model_config_file=/config/models.config", "--enable_batching=true",
-                 "--batching_parameters_file=/config/batching_parameters.txt",
-                 "--monitoring_config_file=/config/monitoring.config", "--enable_model_warmup=true"):
+    for flag in (
+        "--port=8500",
+        "--rest_api_port=8501",
+        "--model_config_file=/config/models.config",
+        "--enable_batching=true",
+        "--batching_parameters_file=/config/batching_parameters.txt",
+        "--monitoring_config_file=/config/monitoring.config",
+        "--enable_model_warmup=true",
+    ):
         assert flag in args
     resources = container["resources"]
     assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
@@ -77,7 +83,9 @@ def test_deployments_agree_with_the_pipeline_config(configs, variant):
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert deploy.base_path(config.model_name) == f"{mounts['models']}/{config.model_name}"
-    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == _docs("k8s/models-pvc.yaml")[0]["metadata"]["name"]
+    assert (
+        volumes["models"]["persistentVolumeClaim"]["claimName"] == _docs("k8s/models-pvc.yaml")[0]["metadata"]["name"]
+    )
     assert volumes["config"]["configMap"]["name"] == _docs("k8s/configmap.yaml")[0]["metadata"]["name"]
     assert mounts["config"] == "/config"
     labels = deployment["spec"]["selector"]["matchLabels"]
@@ -90,14 +98,21 @@ def test_service_exposes_grpc_8500_and_rest_8501_of_the_deployment():
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"grpc": 8500, "http": 8501}
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     [monitor] = _docs("k8s/monitoring/servicemonitor.yaml")
-    assert monitor["spec"]["endpoints"][0] == {"port": "http", "path": "/monitoring/prometheus/metrics", "interval": "30s"}
+    assert monitor["spec"]["endpoints"][0] == {
+        "port": "http",
+        "path": "/monitoring/prometheus/metrics",
+        "interval": "30s",
+    }
 
 
 def test_models_config_parses_as_tf_servings_model_server_config(configs):
     from tensorflow_serving.config import model_server_config_pb2
 
     config, deploy = configs
-    for text in ((DEPLOY / "serving/models.config").read_text(), _docs("k8s/configmap.yaml")[0]["data"]["models.config"]):
+    for text in (
+        (DEPLOY / "serving/models.config").read_text(),
+        _docs("k8s/configmap.yaml")[0]["data"]["models.config"],
+    ):
         parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
         [model] = parsed.model_config_list.config
         assert model.name == config.model_name and model.model_platform == "tensorflow"
@@ -112,8 +127,11 @@ def _tf_serving_messages():
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     f = descriptor_pb2.FieldDescriptorProto
     proto = descriptor_pb2.FileDescriptorProto(
-        name="tf_serving_configs.proto", package="tensorflow.serving", syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"])
+        name="tf_serving_configs.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
 
     def message(name, fields):
         m = proto.message_type.add(name=name)
@@ -122,13 +140,22 @@ def _tf_serving_messages():
 
     optional, repeated = f.LABEL_OPTIONAL, f.LABEL_REPEATED
     int64 = (f.TYPE_MESSAGE, ".google.protobuf.Int64Value", optional)
-    message("BatchingParameters", [
-        ("max_batch_size",) + int64, ("batch_timeout_micros",) + int64, ("max_enqueued_batches",) + int64,
-        ("num_batch_threads",) + int64, ("thread_pool_name", f.TYPE_MESSAGE, ".google.protobuf.StringValue", optional),
-        ("allowed_batch_sizes", f.TYPE_INT64, None, repeated), ("pad_variable_length_inputs", f.TYPE_BOOL, None, optional),
-    ])
+    message(
+        "BatchingParameters",
+        [
+            ("max_batch_size",) + int64,
+            ("batch_timeout_micros",) + int64,
+            ("max_enqueued_batches",) + int64,
+            ("num_batch_threads",) + int64,
+            ("thread_pool_name", f.TYPE_MESSAGE, ".google.protobuf.StringValue", optional),
+            ("allowed_batch_sizes", f.TYPE_INT64, None, repeated),
+            ("pad_variable_length_inputs", f.TYPE_BOOL, None, optional),
+        ],
+    )
     message("PrometheusConfig", [("enable", f.TYPE_BOOL, None, optional), ("path", f.TYPE_STRING, None, optional)])
-    message("MonitoringConfig", [("prometheus_config", f.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", optional)])
+    message(
+        "MonitoringConfig", [("prometheus_config", f.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", optional)]
+    )
     pool.Add(proto)
     from google.protobuf import message_factory
 
@@ -171,7 +198,9 @@ def test_an_object_store_rendering_points_everything_at_the_pushers_uri():
     config = PipelineConfig(model_name="wafer-net", serving_base_dir=uri)
     files = render(config, ServingDeployConfig(model_base_uri=config.serving_dir))
     assert "k8s/models-pvc.yaml" not in files
-    model = text_format.Parse(files["serving/models.config"], model_server_config_pb2.ModelServerConfig()).model_config_list.config[0]
+    model = text_format.Parse(
+        files["serving/models.config"], model_server_config_pb2.ModelServerConfig()
+    ).model_config_list.config[0]
     assert (model.name, model.base_path) == ("wafer-net", uri)
     deployment = yaml.safe_load(files["k8s/gpu/deployment.yaml"])
     [container] = deployment["spec"]["template"]["spec"]["containers"]

@@ -46,11 +46,14 @@ def _latest_version(base_dir):
 
 @pytest.mark.slow
 def test_the_pushed_model_carries_warmup_records_that_it_answers(pushed_model_dir, tiny_pipeline_run):
-    config = tiny_pipeline_run["config"]
+    config = tiny_pipeline_run.config
     version = _latest_version(pushed_model_dir)
     warmup = version / WARMUP_FILE
     assert warmup.is_file(), "the exported model has no assets.extra/tf_serving_warmup_requests"
-    records = [prediction_log_pb2.PredictionLog.FromString(raw) for raw in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator()]
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(raw)
+        for raw in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator()
+    ]
     assert len(records) == len(WARMUP_BATCH_SIZES)
 
     model = tf.saved_model.load(str(version))

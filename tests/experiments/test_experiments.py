@@ -3,7 +3,6 @@
 Tiny: 60 synthetic maps in lots of 5, 1 epoch, the first 2 configurations of each experiment.
 """
 
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -39,7 +39,11 @@ def test_classes_are_discovered_from_the_folder_names(four_classes):
     config = PipelineConfig(data_path=str(four_classes))
     resolved, census = resolve_classes(config.with_updates(image=config.image.__class__(normal_class="good")))
     assert resolved.class_names == ("bridge", "good", "particle", "residue")
-    assert resolved.gate_config.normal_class == "good" and resolved.gate_config.defect_classes == ("bridge", "particle", "residue")
+    assert resolved.gate_config.normal_class == "good" and resolved.gate_config.defect_classes == (
+        "bridge",
+        "particle",
+        "residue",
+    )
     assert resolved.data_format == "png"  # "auto" resolved once
     assert sum(census.total(c) for c in resolved.class_names) == 130
 
@@ -47,7 +51,9 @@ def test_classes_are_discovered_from_the_folder_names(four_classes):
 def test_given_classes_keep_their_order_and_labels_outside_them_are_left_to_the_schema_gate(four_classes):
     from components.config import ImageConfig
 
-    config = PipelineConfig(data_path=str(four_classes), class_names=("good", "particle", "bridge"), image=ImageConfig(normal_class="good"))
+    config = PipelineConfig(
+        data_path=str(four_classes), class_names=("good", "particle", "bridge"), image=ImageConfig(normal_class="good")
+    )
     resolved, census = resolve_classes(config)
     assert resolved.class_names == ("good", "particle", "bridge")
     assert unlisted_labels(resolved.class_names, census) == ["residue"]
@@ -56,13 +62,26 @@ def test_given_classes_keep_their_order_and_labels_outside_them_are_left_to_the_
 def test_unknown_normal_class_is_one_line_before_any_component(four_classes, tmp_path, capsys):
     out = tmp_path / "out"
     line = _stopped_with(capsys, ["--data", str(four_classes), "--output-root", str(out), "--normal-class", "ok"])
-    assert "--normal-class 'ok' is not one of the labels found in data ['bridge', 'good', 'particle', 'residue']" in line
+    assert (
+        "--normal-class 'ok' is not one of the labels found in data ['bridge', 'good', 'particle', 'residue']" in line
+    )
     assert not (out / "pipeline").exists()
 
 
 def test_class_list_that_does_not_match_the_data(four_classes, tmp_path, capsys):
-    line = _stopped_with(capsys, ["--data", str(four_classes), "--output-root", str(tmp_path / "o"),
-                                  "--classes", "good,particle,scratch", "--normal-class", "good"])
+    line = _stopped_with(
+        capsys,
+        [
+            "--data",
+            str(four_classes),
+            "--output-root",
+            str(tmp_path / "o"),
+            "--classes",
+            "good,particle,scratch",
+            "--normal-class",
+            "good",
+        ],
+    )
     assert "--classes lists ['scratch'] but" in line and "holds no wafer labelled so" in line and "'residue'" in line
 
 
@@ -108,7 +127,9 @@ def test_npz_labels_are_counted_from_the_label_array(tmp_path):
     from spanet.data.formats.mixedwm38 import MixedWM38Reader, write_mixedwm38
     from spanet.data.generator import generate_wafer_maps
 
-    records = generate_wafer_maps(60, seed=1, min_size=26, max_size=26, class_mix={"none": 1.0, "Loc": 1.0}, mixed_fraction=0.3, lot_size=5)
+    records = generate_wafer_maps(
+        60, seed=1, min_size=26, max_size=26, class_mix={"none": 1.0, "Loc": 1.0}, mixed_fraction=0.3, lot_size=5
+    )
     path = str(tmp_path / "maps.npz")
     write_mixedwm38(records, path)
     single = MixedWM38Reader(mixed=False)
@@ -133,7 +154,9 @@ def test_g85_files_without_a_manifest_are_split_by_the_lot_they_name(tmp_path):
     from spanet.data.generator import generate_wafer_maps
     from spanet.data.splits import assign_split
 
-    records = generate_wafer_maps(40, seed=2, min_size=20, max_size=24, class_mix={"none": 1.0, "Loc": 1.0}, lot_size=10)
+    records = generate_wafer_maps(
+        40, seed=2, min_size=20, max_size=24, class_mix={"none": 1.0, "Loc": 1.0}, lot_size=10
+    )
     write_g85(records, str(tmp_path / "g85"))
     (tmp_path / "g85" / "manifest.csv").unlink()  # labels from the folders, lots from the files
     ratios = {"train": 0.6, "eval": 0.2, "test": 0.2}
@@ -155,23 +178,31 @@ def test_multilabel_patterns_are_the_parts_of_the_labels_and_the_label_values_st
     assert PipelineConfig().reader_options("png") == {"mixed": True}
     # --classes names the patterns (and the normal class); a combination with an unlisted part is left
     # to the schema gate like any unlisted label.
-    listed, census = resolve_classes(PipelineConfig(data_path=str(data), mixed="multilabel", class_names=("Center", "none")))
+    listed, census = resolve_classes(
+        PipelineConfig(data_path=str(data), mixed="multilabel", class_names=("Center", "none"))
+    )
     assert listed.image.patterns == ("Center",) and listed.class_names == ("Center", "none")
     assert unlisted_labels(listed.class_names, census) == ["Center+Loc", "Loc"]
 
 
-def test_multilabel_pattern_found_only_in_mixed_maps_counts_and_a_pattern_missing_from_a_split_is_named(tmp_path, capsys):
+def test_multilabel_pattern_found_only_in_mixed_maps_counts_and_a_pattern_missing_from_a_split_is_named(
+    tmp_path, capsys
+):
     data = _folder(tmp_path / "data", {"none": 40, "Center": 30, "Center+Scratch": 30})
     resolved, _ = resolve_classes(PipelineConfig(data_path=str(data), mixed="multilabel"))
     assert resolved.image.patterns == ("Center", "Scratch")
     sparse = _folder(tmp_path / "sparse", {"none": 40, "Center": 30, "Center+Scratch": 1})
-    line = _stopped_with(capsys, ["--data", str(sparse), "--mixed", "multilabel", "--output-root", str(tmp_path / "out")])
+    line = _stopped_with(
+        capsys, ["--data", str(sparse), "--mixed", "multilabel", "--output-root", str(tmp_path / "out")]
+    )
     assert "class 'Scratch' has no example in the" in line
 
 
 def test_multilabel_cluster_spec_needs_data_readable_here():
     with pytest.raises(ClassSetError, match="--mixed multilabel.*readable on this machine"):
-        classes_for_compile(PipelineConfig(data_path="gs://bucket/maps.npz", mixed="multilabel", class_names=("Center", "none")))
+        classes_for_compile(
+            PipelineConfig(data_path="gs://bucket/maps.npz", mixed="multilabel", class_names=("Center", "none"))
+        )
 
 
 def test_a_hundred_classes_reach_the_schema_and_the_gate(tmp_path):

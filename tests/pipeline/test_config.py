@@ -25,8 +25,22 @@ def test_custom_config_round_trips_through_json():
 
 
 def test_runner_arguments_and_beam_pass_through():
-    args, beam = parse_args(["--output-root", "/o", "--data", "/d", "--format", "npz", "--width", "1.0", "--epochs", "5",
-                             "--runner=DataflowRunner", "--project=p"])
+    args, beam = parse_args(
+        [
+            "--output-root",
+            "/o",
+            "--data",
+            "/d",
+            "--format",
+            "npz",
+            "--width",
+            "1.0",
+            "--epochs",
+            "5",
+            "--runner=DataflowRunner",
+            "--project=p",
+        ]
+    )
     config = config_from_args(args, beam)
     assert config.data_path == "/d" and config.data_format == "npz"
     assert config.training.width == 1.0 and config.training.epochs == 5

@@ -16,12 +16,35 @@ DATA = "gs://wafer-bucket/wafers"
 SERVING_DIR = "gs://wafer-bucket/spanet/serving/spanet"
 GPU_LABEL = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
 ARGS = [
-    "--image", IMAGE, "--pipeline-root", ROOT, "--data", DATA, "--format", "png", "--serving-dir", SERVING_DIR,
-    "--classes", "good,particle,bridge,residue", "--normal-class", "good",
-    "--gpus", "2", "--trainer-cpu", "8", "--trainer-memory-gb", "30",
-    "--node-selector", "=".join(GPU_LABEL), "--toleration", "nvidia.com/gpu:NoSchedule",
-    "--toleration", "pool=gpu:NoExecute",
-    "--runner=DataflowRunner", "--project=fab-project", "--region=europe-west4",
+    "--image",
+    IMAGE,
+    "--pipeline-root",
+    ROOT,
+    "--data",
+    DATA,
+    "--format",
+    "png",
+    "--serving-dir",
+    SERVING_DIR,
+    "--classes",
+    "good,particle,bridge,residue",
+    "--normal-class",
+    "good",
+    "--gpus",
+    "2",
+    "--trainer-cpu",
+    "8",
+    "--trainer-memory-gb",
+    "30",
+    "--node-selector",
+    "=".join(GPU_LABEL),
+    "--toleration",
+    "nvidia.com/gpu:NoSchedule",
+    "--toleration",
+    "pool=gpu:NoExecute",
+    "--runner=DataflowRunner",
+    "--project=fab-project",
+    "--region=europe-west4",
 ]
 #: Node id -> the nodes it must depend on (dependentTasks), as create_pipeline wires them.
 DEPENDENCIES = {
@@ -75,7 +98,10 @@ def test_every_component_is_there_with_its_dependencies(compiled):
         assert node in tasks, f"{node} missing from the compiled DAG"
         assert set(tasks[node].get("dependentTasks", [])) == upstream, node
     resolvers = {name for name in tasks if name.startswith("latest_blessed_model_resolver")}
-    assert resolvers == {"latest_blessed_model_resolver-model-resolver", "latest_blessed_model_resolver-model-blessing-resolver"}
+    assert resolvers == {
+        "latest_blessed_model_resolver-model-resolver",
+        "latest_blessed_model_resolver-model-blessing-resolver",
+    }
     assert set(spec["deploymentSpec"]["executors"]) >= {f"{node}_executor" for node in DEPENDENCIES}
 
 
@@ -135,16 +161,19 @@ def test_pvc_storage_mounts_the_models_volume_in_the_pushers_pod(tmp_path):
     assert kubernetes_platform(KubeflowConfig()) == {}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--pipeline-root", "relative/root"], "--pipeline-root 'relative/root' must be shared storage"),
-    (["--gpus", "-1"], "trainer GPUs must be an integer >= 0"),
-    (["--trainer-memory-gb", "0"], "trainer memory gb must be > 0"),
-    (["--node-selector", "gpu"], "node selector 'gpu' must be KEY=VALUE"),
-    (["--toleration", "nvidia.com/gpu:Sometimes"], "toleration effect 'Sometimes' must be one of"),
-    (["--serving-dir", "gs://b/s", "--serving-pvc", "p"], "give --serving-dir or --serving-pvc, not both"),
-    (["--submit"], "--submit needs --host URL"),
-    (["stray"], "unexpected argument(s) ['stray']"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--pipeline-root", "relative/root"], "--pipeline-root 'relative/root' must be shared storage"),
+        (["--gpus", "-1"], "trainer GPUs must be an integer >= 0"),
+        (["--trainer-memory-gb", "0"], "trainer memory gb must be > 0"),
+        (["--node-selector", "gpu"], "node selector 'gpu' must be KEY=VALUE"),
+        (["--toleration", "nvidia.com/gpu:Sometimes"], "toleration effect 'Sometimes' must be one of"),
+        (["--serving-dir", "gs://b/s", "--serving-pvc", "p"], "give --serving-dir or --serving-pvc, not both"),
+        (["--submit"], "--submit needs --host URL"),
+        (["stray"], "unexpected argument(s) ['stray']"),
+    ],
+)
 def test_bad_options_are_named_in_one_line(argv, message, tmp_path, capsys, monkeypatch):
     from pipeline.run_kubeflow import main
 
@@ -157,7 +186,10 @@ def test_bad_options_are_named_in_one_line(argv, message, tmp_path, capsys, monk
 
 def test_the_configured_classes_reach_the_schema_and_the_gate(compiled):
     text = compiled["first"].read_text()
-    assert '[\\"good\\", \\"particle\\", \\"bridge\\", \\"residue\\"]' in text or '["good", "particle", "bridge", "residue"]' in text
+    assert (
+        '[\\"good\\", \\"particle\\", \\"bridge\\", \\"residue\\"]' in text
+        or '["good", "particle", "bridge", "residue"]' in text
+    )
     for name in ("particle", "bridge", "residue"):
         assert f'\\"label\\": \\"{name}\\"' in text or f'"label": "{name}"' in text  # a gated class slice
 

@@ -33,7 +33,9 @@ class FakeKfp(BaseHTTPRequestHandler):
     def _handle(self, method):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"null") if length else None
-        self.server.requests.append({"method": method, "path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        self.server.requests.append(
+            {"method": method, "path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+        )
         mode, path = self.server.mode, self.path.split("?")[0]
         if mode == "401":
             return self._send(401, {"error": "Unauthorized: missing bearer token", "code": 16})
@@ -49,8 +51,12 @@ class FakeKfp(BaseHTTPRequestHandler):
             return self._send(200, {"experiment_id": "exp-7", "display_name": body["display_name"]})
         if path == "/apis/v2beta1/runs" and method == "POST":
             if mode == "reject":
-                return self._send(400, {"code": 3, "message": "Failed to create a run: invalid pipeline spec: unknown executor"})
-            return self._send(200, {"run_id": "run-42", "experiment_id": body["experiment_id"], "display_name": body["display_name"]})
+                return self._send(
+                    400, {"code": 3, "message": "Failed to create a run: invalid pipeline spec: unknown executor"}
+                )
+            return self._send(
+                200, {"run_id": "run-42", "experiment_id": body["experiment_id"], "display_name": body["display_name"]}
+            )
         return self._send(404, {"message": f"no route {method} {path}"})
 
     def do_GET(self):
@@ -85,9 +91,18 @@ def package(tmp_path_factory):
     from pipeline.kubeflow import compile_pipeline
 
     path = tmp_path_factory.mktemp("package") / "spanet.yaml"
-    config = PipelineConfig(pipeline_root_override="gs://b/root", data_path="gs://b/wafers", serving_base_dir="gs://b/serving/spanet",
-                            class_names=("none", "Scratch"))
-    kubeflow = KubeflowConfig(image="spanet:test", trainer_gpus=1, node_selector=(("pool", "gpu"),), tolerations=(Toleration("nvidia.com/gpu"),))
+    config = PipelineConfig(
+        pipeline_root_override="gs://b/root",
+        data_path="gs://b/wafers",
+        serving_base_dir="gs://b/serving/spanet",
+        class_names=("none", "Scratch"),
+    )
+    kubeflow = KubeflowConfig(
+        image="spanet:test",
+        trainer_gpus=1,
+        node_selector=(("pool", "gpu"),),
+        tolerations=(Toleration("nvidia.com/gpu"),),
+    )
     compile_pipeline(config, kubeflow, str(path))
     return path
 
@@ -108,9 +123,33 @@ def test_submit_through_the_command_line_starts_a_run_and_prints_its_url(host, t
     monkeypatch.setenv("KF_PIPELINES_TOKEN", "secret-token")
     monkeypatch.delenv("KF_PIPELINES_UI_ENDPOINT", raising=False)
     out = tmp_path / "spanet.yaml"
-    code = main(["--output", str(out), "--image", "spanet:test", "--pipeline-root", "gs://b/root", "--data", "gs://b/w", "--classes", "none,Scratch",
-                 "--serving-dir", "gs://b/s", "--gpus", "1", "--node-selector", "pool=gpu",
-                 "--submit", "--host", _url(host), "--experiment", "wafer-runs", "--run-name", "nightly"])
+    code = main(
+        [
+            "--output",
+            str(out),
+            "--image",
+            "spanet:test",
+            "--pipeline-root",
+            "gs://b/root",
+            "--data",
+            "gs://b/w",
+            "--classes",
+            "none,Scratch",
+            "--serving-dir",
+            "gs://b/s",
+            "--gpus",
+            "1",
+            "--node-selector",
+            "pool=gpu",
+            "--submit",
+            "--host",
+            _url(host),
+            "--experiment",
+            "wafer-runs",
+            "--run-name",
+            "nightly",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.out.strip().splitlines()[-1] == f"Run started: {_url(host)}/#/runs/details/run-42"
@@ -153,14 +192,16 @@ def test_refused_credentials(host, package):
 def test_server_error(host, package):
     host.mode = "500"
     assert _submit_error(package, _url(host)) == (
-        f"Kubeflow Pipelines at {_url(host)} failed with a server error (HTTP 500): database is locked")
+        f"Kubeflow Pipelines at {_url(host)} failed with a server error (HTTP 500): database is locked"
+    )
 
 
 def test_spec_rejected_by_the_server(host, package):
     host.mode = "reject"
     assert _submit_error(package, _url(host)) == (
         f"Kubeflow Pipelines at {_url(host)} rejected the pipeline (HTTP 400): "
-        "Failed to create a run: invalid pipeline spec: unknown executor")
+        "Failed to create a run: invalid pipeline spec: unknown executor"
+    )
 
 
 def test_a_login_page_instead_of_the_api(host, package):
@@ -173,7 +214,8 @@ def test_a_file_that_is_not_a_spec_is_refused_before_any_request(host, tmp_path)
     bad.write_text("pipelineInfo: {name: x}\nroot: {dag: {tasks: {}}}\nnot_a_field: 1\n")
     assert _submit_error(bad, _url(host)).startswith(f"{bad} is not a KFP pipeline spec: ")
     assert _submit_error(tmp_path / "missing.yaml", _url(host)) == (
-        f"pipeline package {tmp_path / 'missing.yaml'} does not exist (compile it with --output first)")
+        f"pipeline package {tmp_path / 'missing.yaml'} does not exist (compile it with --output first)"
+    )
     assert host.requests == []
 
 

@@ -27,9 +27,18 @@ def mixed_maps(count: int, seed: int, tiny_maps):
     by_label = {label: [m for m in maps if m.label == label] for label in mix}
     mixed = []
     for center, ring in zip(by_label["Center"][::2], by_label["Edge-Ring"][::2]):
-        mixed.append(WaferRecord(image=np.maximum(center.image, ring.image), label=mixed_label(PATTERNS),
-                                 lot_id=center.lot_id, wafer_id=f"{center.wafer_id}m", stage=center.stage,
-                                 source=center.source, ref=f"{center.ref}+{ring.ref}", original_shape=center.original_shape))
+        mixed.append(
+            WaferRecord(
+                image=np.maximum(center.image, ring.image),
+                label=mixed_label(PATTERNS),
+                lot_id=center.lot_id,
+                wafer_id=f"{center.wafer_id}m",
+                stage=center.stage,
+                source=center.source,
+                ref=f"{center.ref}+{ring.ref}",
+                original_shape=center.original_shape,
+            )
+        )
     return maps + mixed
 
 
@@ -115,11 +124,19 @@ def test_grpc_client_returns_the_pattern_set_with_a_probability_each(multilabel_
     from spanet.serving.config import ClientConfig, ServerConfig
     from spanet.serving.server import LocalServer
 
-    server_config = ServerConfig(model_base_path=multilabel_run["config"].serving_dir, model_name="spanet",
-                                 host="127.0.0.1", port=0, rest_port=0, poll_interval_s=0.5)
+    server_config = ServerConfig(
+        model_base_path=multilabel_run["config"].serving_dir,
+        model_name="spanet",
+        host="127.0.0.1",
+        port=0,
+        rest_port=0,
+        poll_interval_s=0.5,
+    )
     fresh = mixed_maps(30, 78, tiny_maps)
-    with LocalServer(server_config) as server, \
-            ServingClient(ClientConfig(target=f"127.0.0.1:{server.port}", model_name="spanet", timeout_s=30)) as client:
+    with (
+        LocalServer(server_config) as server,
+        ServingClient(ClientConfig(target=f"127.0.0.1:{server.port}", model_name="spanet", timeout_s=30)) as client,
+    ):
         answers = client.predict_images([encoded(m) for m in fresh])
     assert len(answers) == len(fresh)
     for answer in answers:

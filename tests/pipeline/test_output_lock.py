@@ -29,8 +29,14 @@ def test_the_lock_is_exclusive_and_released(tmp_path):
 
 def test_a_second_run_on_a_held_root_stops_in_one_line_before_any_work(tmp_path, capsys):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert run_local.main(["--output-root", str(tmp_path)]) == run_local.EXIT_BAD_INPUT

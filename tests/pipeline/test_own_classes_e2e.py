@@ -115,7 +115,9 @@ def test_served_model_answers_the_class_names_for_images_of_any_size(own_classes
     flags = out["defective"].numpy()
     for label, name, flag in zip(labels, names, flags):
         if name in CLASSES:
-            assert flag == (name != NORMAL) or name == NORMAL and flag  # a 'good' answer may still be flagged by the threshold
+            assert (
+                flag == (name != NORMAL) or name == NORMAL and flag
+            )  # a 'good' answer may still be flagged by the threshold
     defects = [flag for label, flag in zip(labels, flags) if label != NORMAL]
     assert np.mean(defects) >= 0.9
 

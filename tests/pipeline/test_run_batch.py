@@ -40,7 +40,9 @@ def _expected(model_dir, folder):
     return {item.ref: p for item, p in zip(inputs, model.predict([i.image for i in inputs]))}, problems
 
 
-def test_batch_scoring_writes_one_row_per_wafer_equal_to_the_models_answers(pushed_model_dir, scoring_inputs, tmp_path, capfd):
+def test_batch_scoring_writes_one_row_per_wafer_equal_to_the_models_answers(
+    pushed_model_dir, scoring_inputs, tmp_path, capfd
+):
     out = tmp_path / "scores.csv"
     code = main(["--data", str(scoring_inputs), "--model-dir", str(pushed_model_dir), "--output", str(out)])
     printed = capfd.readouterr()  # descriptor level: the run's own lines go to the terminal past its log
@@ -75,15 +77,24 @@ def test_batch_scoring_to_jsonl_gives_strict_json_per_wafer(pushed_model_dir, sc
     assert all(set(r["probabilities"]) and np.isclose(sum(r["probabilities"].values()), 1.0, atol=1e-4) for r in rows)
 
 
-@pytest.mark.parametrize("change, option", [
-    ({"--output": "scores.txt"}, "--output"),
-    ({"--model-dir": "no_such_model"}, "--model-dir"),
-    ({"--data": "no_such_folder/*.png"}, "--data"),
-    ({"--batch-size": "0"}, "--batch-size"),
-])
-def test_bad_arguments_fail_in_one_line_before_any_work(pushed_model_dir, scoring_inputs, tmp_path, capsys, change, option):
-    args = {"--data": str(scoring_inputs), "--model-dir": str(pushed_model_dir), "--output": str(tmp_path / "scores.csv"),
-            "--batch-size": "8"}
+@pytest.mark.parametrize(
+    "change, option",
+    [
+        ({"--output": "scores.txt"}, "--output"),
+        ({"--model-dir": "no_such_model"}, "--model-dir"),
+        ({"--data": "no_such_folder/*.png"}, "--data"),
+        ({"--batch-size": "0"}, "--batch-size"),
+    ],
+)
+def test_bad_arguments_fail_in_one_line_before_any_work(
+    pushed_model_dir, scoring_inputs, tmp_path, capsys, change, option
+):
+    args = {
+        "--data": str(scoring_inputs),
+        "--model-dir": str(pushed_model_dir),
+        "--output": str(tmp_path / "scores.csv"),
+        "--batch-size": "8",
+    }
     args.update({k: (str(tmp_path / v) if k != "--batch-size" else v) for k, v in change.items()})
     code = main([item for pair in args.items() for item in pair])
     err = capsys.readouterr().err.strip()

@@ -17,11 +17,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_ctrl_c_in_the_trainer_exits_130_with_one_line(tmp_path):
     out = tmp_path / "out"
     # 800 maps: with 500, one class has no test wafer and the run is refused before any component.
-    command = [sys.executable, os.path.join(ROOT, "pipeline", "run_local.py"), "--output-root", str(out), "--count", "800",
-               "--epochs", "200", "--image-size", "32", "--width", "0.25"]
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "pipeline", "run_local.py"),
+        "--output-root",
+        str(out),
+        "--count",
+        "800",
+        "--epochs",
+        "200",
+        "--image-size",
+        "32",
+        "--width",
+        "0.25",
+    ]
     # A session of its own, signalled as a whole: what a terminal's Ctrl-C does to the foreground job.
-    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True, env={**os.environ, "PYTHONPATH": ROOT})
+    run = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     trainer = out / "pipeline" / "Trainer" / "model_run"
     deadline = time.time() + 600
     while not (trainer.exists() and any(trainer.iterdir())) and run.poll() is None and time.time() < deadline:
@@ -48,6 +67,7 @@ def test_a_ctrl_c_lost_in_a_weakref_callback_is_repeated_until_handled():
     caught_after = None
     started = time.monotonic()
     try:
+
         class Thing:
             pass
 
@@ -62,4 +82,6 @@ def test_a_ctrl_c_lost_in_a_weakref_callback_is_repeated_until_handled():
     finally:
         interrupts.stop()
         signal.signal(signal.SIGINT, previous)
-    assert interrupts.seen and caught_after is not None and caught_after < 5
+    # Caught at all within the 10 s wait (without the repeat it is lost and never arrives); no finer bound:
+    # the collection itself can take seconds on a large heap.
+    assert interrupts.seen and caught_after is not None

@@ -73,8 +73,14 @@ def server(serving_base):
     from spanet.serving.server import LocalServer
 
     config = ServerConfig(
-        model_base_path=str(serving_base), model_name="spanet", host="127.0.0.1", port=0, rest_port=0,
-        poll_interval_s=0.5, max_message_bytes=TEST_SERVER_MAX_MESSAGE, max_workers=8,
+        model_base_path=str(serving_base),
+        model_name="spanet",
+        host="127.0.0.1",
+        port=0,
+        rest_port=0,
+        poll_interval_s=0.5,
+        max_message_bytes=TEST_SERVER_MAX_MESSAGE,
+        max_workers=8,
     )
     with LocalServer(config) as running:
         yield running
@@ -85,8 +91,13 @@ def client(server):
     from spanet.serving.config import ClientConfig, RetryPolicy
     from spanet.serving.client import ServingClient
 
-    config = ClientConfig(target=f"127.0.0.1:{server.port}", model_name="spanet", timeout_s=30, batch_size=5,
-                          retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.05))
+    config = ClientConfig(
+        target=f"127.0.0.1:{server.port}",
+        model_name="spanet",
+        timeout_s=30,
+        batch_size=5,
+        retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.05),
+    )
     with ServingClient(config) as c:
         yield c
 

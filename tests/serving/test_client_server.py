@@ -32,7 +32,9 @@ def _assert_matches_reference(predictions, reference, rows=None):
     for p, i in zip(predictions, rows):
         assert p.class_name == reference["class_name"][i].decode()
         assert list(p.probabilities) == names
-        np.testing.assert_allclose([p.probabilities[n] for n in names], reference["probabilities"][i], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            [p.probabilities[n] for n in names], reference["probabilities"][i], atol=1e-5, rtol=0
+        )
         assert p.defective == bool(reference["defective"][i])
         assert p.defect_score == pytest.approx(float(reference["defect_score"][i]), abs=1e-5)
 
@@ -45,7 +47,9 @@ def test_metadata_discovers_the_signature(client, served_version):
     assert client.image_input_name() == "images"
 
 
-def test_client_answers_equal_the_in_process_model(client, sample_images, reference_outputs, served_version, tiny_class_mix):
+def test_client_answers_equal_the_in_process_model(
+    client, sample_images, reference_outputs, served_version, tiny_class_mix
+):
     # batch_size 5: three requests of 5, 5 and 4 images (grey PNGs of 26-64 dies, an RGB PNG, a JPEG)
     predictions = client.predict_images(sample_images)
     assert len(predictions) == len(sample_images) == 14
@@ -63,7 +67,9 @@ def test_wafer_map_arrays_are_encoded_client_side(server, wafer_records, referen
     config = ClientConfig(target=f"127.0.0.1:{server.port}", class_names=tuple(reference_outputs["class_names"]))
     client = ServingClient(config)
     _assert_matches_reference(client.predict_wafer_maps(die_maps), reference_outputs, rows=range(4))
-    _assert_matches_reference(client.predict_images([r.image for r in wafer_records[:4]]), reference_outputs, rows=range(4))
+    _assert_matches_reference(
+        client.predict_images([r.image for r in wafer_records[:4]]), reference_outputs, rows=range(4)
+    )
     with pytest.raises(ValueError, match="wafer map 1: unknown die value"):
         client.predict_wafer_maps([die_maps[0], np.full((8, 8), 7)])
     client.close()
@@ -129,16 +135,23 @@ PREDICT_CASES = {
 def stubs(server):
     options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
     with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel:
-        yield prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
+        yield (
+            prediction_service_pb2_grpc.PredictionServiceStub(channel),
+            model_service_pb2_grpc.ModelServiceStub(channel),
+        )
 
 
 def _assert_still_serves(prediction, image, reference):
     response = prediction.Predict(_good_request(image), timeout=30)
-    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), reference["probabilities"][:1], atol=1e-5)
+    np.testing.assert_allclose(
+        tf.make_ndarray(response.outputs["probabilities"]), reference["probabilities"][:1], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("case", sorted(PREDICT_CASES))
-def test_bad_predict_gets_tf_serving_status_and_server_goes_on(case, stubs, sample_images, served_version, reference_outputs):
+def test_bad_predict_gets_tf_serving_status_and_server_goes_on(
+    case, stubs, sample_images, served_version, reference_outputs
+):
     prediction, _ = stubs
     code, text = PREDICT_CASES[case]
     with pytest.raises(grpc.RpcError) as raised:
@@ -158,7 +171,10 @@ def test_bad_status_metadata_and_classify_requests(stubs, sample_images, served_
 
     status = get_model_status_pb2.GetModelStatusRequest()
     status.model_spec.name = "no-such-model"
-    assert code_of(models.GetModelStatus, status) == (grpc.StatusCode.NOT_FOUND, "Could not find any versions of model no-such-model")
+    assert code_of(models.GetModelStatus, status) == (
+        grpc.StatusCode.NOT_FOUND,
+        "Could not find any versions of model no-such-model",
+    )
     status.model_spec.name = "spanet"
     status.model_spec.version.value = served_version + 1000
     assert code_of(models.GetModelStatus, status)[0] == grpc.StatusCode.NOT_FOUND
@@ -169,7 +185,10 @@ def test_bad_status_metadata_and_classify_requests(stubs, sample_images, served_
     metadata.model_spec.name = "spanet"
     del metadata.metadata_field[:]
     metadata.metadata_field.append("graph")
-    assert code_of(prediction.GetModelMetadata, metadata) == (grpc.StatusCode.INVALID_ARGUMENT, "Metadata field graph is not supported")
+    assert code_of(prediction.GetModelMetadata, metadata) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Metadata field graph is not supported",
+    )
 
     # serving_default is a predict signature: TF Serving refuses Classify on it
     classify = classification_pb2.ClassificationRequest()
@@ -184,11 +203,15 @@ def test_client_turns_failures_into_clear_errors(client, free_port):
     with pytest.raises(ServingRequestError) as raised:
         client.predict_images([b"not an image"])
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    config = ClientConfig(target=f"127.0.0.1:{free_port}", timeout_s=2, retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01))
+    config = ClientConfig(
+        target=f"127.0.0.1:{free_port}", timeout_s=2, retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01)
+    )
     with ServingClient(config) as unreachable:
         with pytest.raises(ServingUnavailableError, match=f"127.0.0.1:{free_port} is unavailable .*3 attempts"):
             unreachable.model_status()
-        with pytest.raises(ServingUnavailableError, match=f"cannot reach TF Serving at 127.0.0.1:{free_port} within 0.5 s"):
+        with pytest.raises(
+            ServingUnavailableError, match=f"cannot reach TF Serving at 127.0.0.1:{free_port} within 0.5 s"
+        ):
             unreachable.wait_until_ready(timeout_s=0.5)
 
 
@@ -196,20 +219,33 @@ def test_rest_status_metadata_and_predict(server, served_version, sample_images,
     root = f"http://127.0.0.1:{server.rest_port}/v1/models"
     with urllib.request.urlopen(f"{root}/spanet", timeout=10) as response:
         assert response.status == 200
-        assert json.load(response) == {"model_version_status": [
-            {"version": str(served_version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+        assert json.load(response) == {
+            "model_version_status": [
+                {
+                    "version": str(served_version),
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
     with urllib.request.urlopen(f"{root}/spanet/metadata", timeout=10) as response:
-        assert "images" in json.load(response)["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+        assert (
+            "images" in json.load(response)["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+        )
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(f"{root}/no-such-model", timeout=10)
     assert raised.value.code == 404 and "no-such-model" in json.load(raised.value)["error"]
 
-    body = json.dumps({"instances": [{"b64": base64.b64encode(image).decode()} for image in sample_images[:3]]}).encode()
+    body = json.dumps(
+        {"instances": [{"b64": base64.b64encode(image).decode()} for image in sample_images[:3]]}
+    ).encode()
     request = urllib.request.Request(f"{root}/spanet:predict", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         rows = json.load(response)["predictions"]
     assert [row["class_name"] for row in rows] == [n.decode() for n in reference_outputs["class_name"][:3]]
-    np.testing.assert_allclose([row["probabilities"] for row in rows], reference_outputs["probabilities"][:3], atol=1e-5)
+    np.testing.assert_allclose(
+        [row["probabilities"] for row in rows], reference_outputs["probabilities"][:3], atol=1e-5
+    )
 
 
 def test_inputs_unlike_every_class_come_back_unknown_over_grpc_and_rest(client, server):
@@ -225,4 +261,6 @@ def test_inputs_unlike_every_class_come_back_unknown_over_grpc_and_rest(client, 
     request = urllib.request.Request(f"{root}/spanet:predict", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         rows = json.load(response)["predictions"]
-    assert [(row["class_name"], row["unknown"], row["defective"]) for row in rows] == [("unknown", True, True)] * len(images)
+    assert [(row["class_name"], row["unknown"], row["defective"]) for row in rows] == [("unknown", True, True)] * len(
+        images
+    )

@@ -23,8 +23,20 @@ def test_explain_draws_each_map_on_the_wafers_own_grid(pushed_model_dir, wafer_r
     (folder / "wide.png").write_bytes(encode_png(wafer))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "maps"
-    code = main(["explain", str(folder), "--model-dir", str(pushed_model_dir), "--out", str(out), "--output", "csv",
-                 "--pixels", str(wafer.shape[1] * 3)])
+    code = main(
+        [
+            "explain",
+            str(folder),
+            "--model-dir",
+            str(pushed_model_dir),
+            "--out",
+            str(out),
+            "--output",
+            "csv",
+            "--pixels",
+            str(wafer.shape[1] * 3),
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 1 and "broken.png" in printed.err
     rows = list(csv.DictReader(io.StringIO(printed.out)))

@@ -58,8 +58,9 @@ def _refused(stub, request) -> grpc.RpcError:
 
 def _rest_predict(port: int, images) -> tuple:
     body = json.dumps({"instances": [{"b64": base64.b64encode(i).decode()} for i in images]}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/spanet:predict", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models/spanet:predict", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.load(response)
@@ -117,24 +118,34 @@ def test_image_headers_are_read_for_every_format_the_model_decodes(blank_png):
     assert read_image_header(blank_png(HUGE_SIDE, 8)[:33]).pixels == HUGE_SIDE * 8
     for other in (b"", b"not an image", b"\xff\xd8junk", b"GIF7", b"RIFF\0\0\0\0WEBPVP8 "):
         assert read_image_header(other) is None  # not a format decode_image knows: left to the model
-    for cut, why in ((jpeg[:2] + b"\xff\xd9", "before it ends"), (jpeg[:20], "ends before its frame header"),
-                     (b"\x89PNG\r\n\x1a\n\0\0", "IHDR"), (b"GIF89a\x10\x00", "cut short"), (b"BM\0\0", "cut short"),
-                     (blank_png(0, 5), "an empty image")):
+    for cut, why in (
+        (jpeg[:2] + b"\xff\xd9", "before it ends"),
+        (jpeg[:20], "ends before its frame header"),
+        (b"\x89PNG\r\n\x1a\n\0\0", "IHDR"),
+        (b"GIF89a\x10\x00", "cut short"),
+        (b"BM\0\0", "cut short"),
+        (blank_png(0, 5), "an empty image"),
+    ):
         with pytest.raises(ValueError, match=why):
             read_image_header(cut)
 
 
-def test_image_over_the_pixel_limit_is_refused_from_its_header_over_grpc_and_rest(server, stub, huge_png, sample_images, defaults):
+def test_image_over_the_pixel_limit_is_refused_from_its_header_over_grpc_and_rest(
+    server, stub, huge_png, sample_images, defaults
+):
     """The issue's 388 KB PNG declaring 20000 x 20000: INVALID_ARGUMENT naming its index and size, never decoded."""
     assert len(huge_png) < 400_000
-    expected = ("input images[1]: a PNG of 20000x20000 pixels (400000000 pixels to decode) is over the limit of "
-                f"{defaults.max_image_pixels} pixels per image (max_image_pixels)")
+    expected = (
+        "input images[1]: a PNG of 20000x20000 pixels (400000000 pixels to decode) is over the limit of "
+        f"{defaults.max_image_pixels} pixels per image (max_image_pixels)"
+    )
     error = _refused(stub, _request([sample_images[0], huge_png]))
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, expected)
     assert _rest_predict(server.rest_port, [sample_images[0], huge_png]) == (400, {"error": expected})
     # the same image inside a serialized tf.Example (the serving_examples signature)
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[huge_png]))}))
+    example = tf.train.Example(
+        features=tf.train.Features(feature={"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[huge_png]))})
+    )
     error = _refused(stub, _request([example.SerializeToString()], "serving_examples", "examples"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("input examples[0] feature image[0]: a PNG of 20000x20000 pixels")
@@ -153,8 +164,11 @@ def test_oversized_jpeg_gif_and_bmp_headers_are_refused(stub, sample_images):
     start = _gif_frame_offset(gif)
     assert gif[-1] == 0x3B
     many_frames = gif[:start] + gif[start:-1] * 70000 + b"\x3b"  # one 16x16 frame, 70000 times
-    for image, declared in ((bytes(jpeg), "a JPEG of 60000x60000 pixels"), (bytes(bmp), "a BMP of 30000x30000 pixels"),
-                            (many_frames, "a GIF of 16x16 pixels with 70000 frames")):
+    for image, declared in (
+        (bytes(jpeg), "a JPEG of 60000x60000 pixels"),
+        (bytes(bmp), "a BMP of 30000x30000 pixels"),
+        (many_frames, "a GIF of 16x16 pixels with 70000 frames"),
+    ):
         error = _refused(stub, _request([sample_images[0], image]))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith(f"input images[1]: {declared}"), error.details()
@@ -165,31 +179,43 @@ def test_too_many_images_or_pixels_in_one_request_are_refused(server, stub, samp
     """The default limits on images per request and on declared pixels per request."""
     count = defaults.max_batch_images + 1
     many = [sample_images[i % 12] for i in range(count)]
-    expected = (f"input images: {count} values in one request, over the limit of {defaults.max_batch_images} "
-                f"(max_batch_images); send smaller batches")
+    expected = (
+        f"input images: {count} values in one request, over the limit of {defaults.max_batch_images} "
+        f"(max_batch_images); send smaller batches"
+    )
     error = _refused(stub, _request(many))
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, expected)
     assert _rest_predict(server.rest_port, many) == (400, {"error": expected})
 
-    side = int(defaults.max_image_pixels ** 0.5)
+    side = int(defaults.max_image_pixels**0.5)
     at_limit = blank_png(side, side)  # each one is allowed; enough of them together are not
-    n = defaults.max_batch_pixels // side ** 2 + 1
+    n = defaults.max_batch_pixels // side**2 + 1
     error = _refused(stub, _request([at_limit] * n))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details() == (f"input images: its {n} images declare {n * side ** 2} pixels together, over the limit of "
-                               f"{defaults.max_batch_pixels} per request (max_batch_pixels); send fewer or smaller images")
+    assert error.details() == (
+        f"input images: its {n} images declare {n * side**2} pixels together, over the limit of "
+        f"{defaults.max_batch_pixels} per request (max_batch_pixels); send fewer or smaller images"
+    )
 
 
 def test_bad_image_bytes_are_invalid_argument_never_internal(server, stub, sample_images):
-    """Bytes that are no image, or an image cut short or corrupt: INVALID_ARGUMENT (HTTP 400), and the server goes on."""
+    """Bytes that are no image, or an image cut short or corrupt: INVALID_ARGUMENT (HTTP 400), and the
+    server goes on."""
     png, jpeg = sample_images[0], sample_images[-1]
     corrupt_png = bytearray(png)
     corrupt_png[40:60] = b"\xff" * 20  # inside IDAT
     bad = {
-        "empty": b"", "text": b"not an image", "PNG signature only": png[:8], "PNG header only": png[:33],
-        "PNG cut in its data": png[: len(png) // 2], "PNG with corrupt data": bytes(corrupt_png),
-        "JPEG start only": jpeg[:3], "JPEG cut in its data": jpeg[: len(jpeg) // 2], "GIF cut short": b"GIF89a\x10\x00\x10",
-        "BMP cut short": b"BM" + b"\0" * 30, "random bytes": np.random.default_rng(1).bytes(5000),
+        "empty": b"",
+        "text": b"not an image",
+        "PNG signature only": png[:8],
+        "PNG header only": png[:33],
+        "PNG cut in its data": png[: len(png) // 2],
+        "PNG with corrupt data": bytes(corrupt_png),
+        "JPEG start only": jpeg[:3],
+        "JPEG cut in its data": jpeg[: len(jpeg) // 2],
+        "GIF cut short": b"GIF89a\x10\x00\x10",
+        "BMP cut short": b"BM" + b"\0" * 30,
+        "random bytes": np.random.default_rng(1).bytes(5000),
     }
     for name, data in bad.items():
         error = _refused(stub, _request([data]))
@@ -202,21 +228,29 @@ def test_bad_image_bytes_are_invalid_argument_never_internal(server, stub, sampl
 
 # -- concurrency: a server of its own, with one decoding slot, two workers and no gRPC queue --------------------------
 
+
 @pytest.fixture(scope="module")
 def narrow_server(serving_base):
     from spanet.serving.config import RequestLimits, ServerConfig
     from spanet.serving.server import LocalServer
 
     config = ServerConfig(
-        model_base_path=str(serving_base), host="127.0.0.1", port=0, rest_port=0, poll_interval_s=3600,
-        max_workers=2, max_queued_rpcs=0, limits=RequestLimits(max_concurrent_predictions=1, max_queue_wait_s=5.0),
+        model_base_path=str(serving_base),
+        host="127.0.0.1",
+        port=0,
+        rest_port=0,
+        poll_interval_s=3600,
+        max_workers=2,
+        max_queued_rpcs=0,
+        limits=RequestLimits(max_concurrent_predictions=1, max_queue_wait_s=5.0),
     )
     with LocalServer(config) as running:
         yield running
 
 
 def test_decoding_is_bounded_others_wait_then_get_resource_exhausted(narrow_server, sample_images):
-    """One request decodes at a time: others wait for the slot; past the wait, or past the gRPC queue, RESOURCE_EXHAUSTED."""
+    """One request decodes at a time: others wait for the slot; past the wait, or past the gRPC queue,
+    RESOURCE_EXHAUSTED."""
     server = narrow_server
     good = _request(sample_images[:2])
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -242,7 +276,10 @@ def test_decoding_is_bounded_others_wait_then_get_resource_exhausted(narrow_serv
             thread.start()
             error = _refused(stub, good)
             thread.join(timeout=60)
-        busy = "server busy: 1 requests are decoding and running (max_concurrent_predictions) and none finished within 5 s; retry later"
+        busy = (
+            "server busy: 1 requests are decoding and running (max_concurrent_predictions) "
+            "and none finished within 5 s; retry later"
+        )
         assert (error.code(), error.details()) == (grpc.StatusCode.RESOURCE_EXHAUSTED, busy)
         assert results["rest"] == (429, {"error": busy})
         assert stub.Predict(good, timeout=60).outputs["probabilities"].tensor_shape.dim[0].size == 2

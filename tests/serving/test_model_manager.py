@@ -74,8 +74,11 @@ def test_version_whose_first_copy_was_partial_is_loaded_once_the_copy_completes(
     assert manager.current_version == old + 1
     assert manager.status("spanet")[0] == (old + 1, 30, "")  # AVAILABLE
     assert len([r for r in caplog.records if f"failed to load version {old + 1}" in r.getMessage()]) == 1
-    assert any(r.getMessage().startswith(f"model spanet: loaded version {old + 1}") and "after 1 failed attempts" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.getMessage().startswith(f"model spanet: loaded version {old + 1}")
+        and "after 1 failed attempts" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_version_that_failed_to_load_with_nothing_changed_is_retried_after_a_wait(source_base_dir, tmp_path, caplog):
@@ -102,4 +105,5 @@ def test_version_that_failed_to_load_with_nothing_changed_is_retried_after_a_wai
     assert manager.refresh()
     assert manager.current_version == old + 1 and warmed.count(old + 1) == 2
     assert [r.getMessage().split(" (retrying")[0] for r in caplog.records] == [
-        f"model spanet: failed to load version {old + 1} from {base}"]
+        f"model spanet: failed to load version {old + 1} from {base}"
+    ]

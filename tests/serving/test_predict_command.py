@@ -31,7 +31,9 @@ def input_files(tmp_path_factory, wafer_records, tiny_maps):
 
 def test_predict_prints_one_row_per_image_and_wafer_map(server, input_files, capsys, reference_outputs):
     png, npz, maps = input_files
-    code = main(["predict", "--server", f"127.0.0.1:{server.port}", "--model-name", "spanet", "--wait", "5", str(png), str(npz)])
+    code = main(
+        ["predict", "--server", f"127.0.0.1:{server.port}", "--model-name", "spanet", "--wait", "5", str(png), str(npz)]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     lines = out.strip().splitlines()
@@ -52,8 +54,12 @@ def test_predict_unreachable_server_fails_with_one_clear_line(input_files, free_
     assert err.startswith(f"spanet predict: error: cannot reach TF Serving at 127.0.0.1:{free_port} within 1 s")
 
 
-@pytest.mark.parametrize("content, reason", [(b"\x89PNG but cut short", "not a readable PNG/JPEG image"), (b"PK junk", "cannot read it")])
-def test_predict_unreadable_file_is_named_and_the_others_are_predicted(server, tmp_path, capsys, content, reason, input_files):
+@pytest.mark.parametrize(
+    "content, reason", [(b"\x89PNG but cut short", "not a readable PNG/JPEG image"), (b"PK junk", "cannot read it")]
+)
+def test_predict_unreadable_file_is_named_and_the_others_are_predicted(
+    server, tmp_path, capsys, content, reason, input_files
+):
     bad = tmp_path / ("broken.png" if content.startswith(b"\x89") else "broken.npz")
     bad.write_bytes(content)
     code = main(["predict", "--server", f"127.0.0.1:{server.port}", str(input_files[0]), str(bad)])
@@ -91,7 +97,11 @@ def test_predict_a_folder_to_csv_goes_past_the_corrupt_file(server, folder_with_
     captured = capsys.readouterr()
     assert code == 1
     rows = list(csv.DictReader(io.StringIO(captured.out)))
-    assert [os.path.relpath(r["file"], folder_with_a_corrupt_file) for r in rows] == ["lot_a/w1.png", "lot_a/w2.png", "lot_b/w3.png"]
+    assert [os.path.relpath(r["file"], folder_with_a_corrupt_file) for r in rows] == [
+        "lot_a/w1.png",
+        "lot_a/w2.png",
+        "lot_b/w3.png",
+    ]
     probabilities = [k for k in rows[0] if k.startswith("p_")]
     assert probabilities and all(abs(sum(float(r[k]) for k in probabilities) - 1.0) < 1e-3 for r in rows)
     assert all(r["defective"] in ("0", "1") and 0.0 <= float(r["defect_score"]) <= 1.0 for r in rows)
@@ -110,7 +120,16 @@ def test_predict_a_glob_to_jsonl_gives_strict_json_per_input(server, folder_with
     records = [json.loads(line, parse_constant=no_nan) for line in lines]
     assert [os.path.basename(r["file"]) for r in records] == ["w1.png", "w2.png", "w3.png"]
     for record in records:
-        assert set(record) >= {"file", "class", "confidence", "defective", "defect_score", "unknown", "model_version", "probabilities"}
+        assert set(record) >= {
+            "file",
+            "class",
+            "confidence",
+            "defective",
+            "defect_score",
+            "unknown",
+            "model_version",
+            "probabilities",
+        }
         assert record["class"] in set(record["probabilities"]) | {"unknown"}
     assert main(["predict", "--server", f"127.0.0.1:{server.port}", str(folder_with_a_corrupt_file / "*.jpg")]) == 1
     assert "matches no file" in capsys.readouterr().err
@@ -132,9 +151,23 @@ def test_serve_process_answers_then_stops_on_sigterm(source_base_dir, sample_ima
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spanet.cli", "serve", "--model-base-path", str(source_base_dir), "--model-name", "wafers",
-             "--host", "127.0.0.1", "--port", "0"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "spanet.cli",
+                "serve",
+                "--model-base-path",
+                str(source_base_dir),
+                "--model-name",
+                "wafers",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         port = None
@@ -163,7 +196,9 @@ def test_predict_shows_unknown_for_an_input_unlike_every_class(server, tmp_path,
 
     noise = tmp_path / "noise.png"
     noise.write_bytes(unknown_probes()["noise"][0])
-    code = main(["predict", "--server", f"127.0.0.1:{server.port}", "--model-name", "spanet", "--wait", "5", str(noise)])
+    code = main(
+        ["predict", "--server", f"127.0.0.1:{server.port}", "--model-name", "spanet", "--wait", "5", str(noise)]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     row = out.strip().splitlines()[2]

@@ -23,30 +23,49 @@ def _tree(root):
 
 def test_folders_are_searched_recursively_and_globs_expanded_in_order(tmp_path):
     root = _tree(tmp_path)
-    files, problems = expand_paths([str(root / "a"), str(root / "b" / "*.png"), str(root / "none" / "*.png"), str(root / "b" / "readme.txt")])
-    assert [f[len(str(root)) + 1:] for f in files] == ["a/1.png", "a/bad.png", "a/deep/2.png", "b/3.png", "b/readme.txt"]
+    files, problems = expand_paths(
+        [str(root / "a"), str(root / "b" / "*.png"), str(root / "none" / "*.png"), str(root / "b" / "readme.txt")]
+    )
+    assert [f[len(str(root)) + 1 :] for f in files] == [
+        "a/1.png",
+        "a/bad.png",
+        "a/deep/2.png",
+        "b/3.png",
+        "b/readme.txt",
+    ]
     assert problems == [f"{root / 'none' / '*.png'}: matches no file"]
 
 
 def test_bad_files_are_listed_with_their_reason_and_the_rest_kept(tmp_path):
     root = _tree(tmp_path)
     inputs, problems = read_many([str(root), str(root / "b" / "readme.txt")])
-    assert [i.ref[len(str(root)) + 1:] for i in inputs] == ["a/1.png", "a/deep/2.png", "b/3.png"]
+    assert [i.ref[len(str(root)) + 1 :] for i in inputs] == ["a/1.png", "a/deep/2.png", "b/3.png"]
     assert len(problems) == 2
     assert problems[0].startswith(f"{root / 'a' / 'bad.png'}: not a readable PNG/JPEG image")
     assert problems[1].startswith(f"{root / 'b' / 'readme.txt'}: unsupported file type")
 
 
 def _predictions():
-    return [("x.png", Prediction("Center", {"Center": 0.9, "none": 0.1}, True, 0.8, 7)),
-            ("y.png", Prediction("unknown", {"Center": 0.5, "none": 0.5}, True, 0.75, 7, unknown=True, familiarity=0.1)),
-            ("z.png", Prediction("Center+Loc", {"Center": 0.8, "Loc": 0.7}, True, 0.9, 7, patterns=("Center", "Loc")))]
+    return [
+        ("x.png", Prediction("Center", {"Center": 0.9, "none": 0.1}, True, 0.8, 7)),
+        ("y.png", Prediction("unknown", {"Center": 0.5, "none": 0.5}, True, 0.75, 7, unknown=True, familiarity=0.1)),
+        ("z.png", Prediction("Center+Loc", {"Center": 0.8, "Loc": 0.7}, True, 0.9, 7, patterns=("Center", "Loc"))),
+    ]
 
 
 def test_csv_has_a_column_per_class_and_empty_confidence_for_unknown():
     rows = list(csv.DictReader(io.StringIO(format_csv(_predictions()[:2]))))
-    assert list(rows[0]) == ["file", "class", "confidence", "defective", "defect_score", "unknown", "model_version",
-                             "p_Center", "p_none"]
+    assert list(rows[0]) == [
+        "file",
+        "class",
+        "confidence",
+        "defective",
+        "defect_score",
+        "unknown",
+        "model_version",
+        "p_Center",
+        "p_none",
+    ]
     assert rows[0]["confidence"] == "0.900000" and rows[1]["confidence"] == "" and rows[1]["unknown"] == "1"
 
 

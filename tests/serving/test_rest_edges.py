@@ -30,8 +30,15 @@ def edge_server(serving_base):
     from spanet.serving.config import ServerConfig
     from spanet.serving.server import LocalServer
 
-    config = ServerConfig(model_base_path=str(serving_base), host="127.0.0.1", port=0, rest_port=0, poll_interval_s=3600,
-                          rest_read_timeout_s=READ_TIMEOUT_S, max_rest_connections=MAX_CONNECTIONS)
+    config = ServerConfig(
+        model_base_path=str(serving_base),
+        host="127.0.0.1",
+        port=0,
+        rest_port=0,
+        poll_interval_s=3600,
+        rest_read_timeout_s=READ_TIMEOUT_S,
+        max_rest_connections=MAX_CONNECTIONS,
+    )
     with LocalServer(config) as running:
         yield running
 
@@ -80,8 +87,12 @@ def test_bad_bodies_get_400_with_a_message(edge_server, sample_images):
     not_a_string = json.dumps({"instances": [{"b64": 12}]}).encode()
     _assert_one_line(*_exchange(port, _post(not_a_string)), 400, "instances[0].b64 must be a base64 string")
     # a raw PNG sent as the body
-    _assert_one_line(*_exchange(port, _post(sample_images[0], content_type="image/png")), 400,
-                     "request body is not JSON", '{"instances": [{"b64"')
+    _assert_one_line(
+        *_exchange(port, _post(sample_images[0], content_type="image/png")),
+        400,
+        "request body is not JSON",
+        '{"instances": [{"b64"',
+    )
     deep = b"[" * 100_000 + b"]" * 100_000
     _assert_one_line(*_exchange(port, _post(deep)), 400, "nested too deeply")
     nested = "x"
@@ -112,7 +123,9 @@ def test_body_over_the_limit_gets_413_unread(edge_server):
 def test_short_body_gets_408_after_the_read_timeout_not_a_hang(edge_server):
     """A body shorter than its Content-Length: 408 once the read timeout passes; 400 at once if the client closes."""
     raw = _post(b'{"instances": [', content_length="1000")
-    _assert_one_line(*_exchange(edge_server.rest_port, raw), 408, "got 15 of the 1000 bytes", f"within {READ_TIMEOUT_S:g} s")
+    _assert_one_line(
+        *_exchange(edge_server.rest_port, raw), 408, "got 15 of the 1000 bytes", f"within {READ_TIMEOUT_S:g} s"
+    )
     _assert_one_line(*_exchange(edge_server.rest_port, raw, shut_write=True), 400, "ended after 15 of the 1000 bytes")
 
 
@@ -120,8 +133,12 @@ def test_dropped_connections_log_no_traceback(edge_server, sample_images, capfd,
     """Clients that hang up (RST) before, during or after their request: no traceback, and the port goes on."""
     caplog.set_level("DEBUG", logger="spanet.serving")
     port = edge_server.rest_port
-    requests = [_post(_instances(*sample_images[:4])), b"GET /v1/models/spanet HTTP/1.1\r\nHost: x\r\n\r\n",
-                _post(_instances(*sample_images[:4]))[:60], b"GE"]
+    requests = [
+        _post(_instances(*sample_images[:4])),
+        b"GET /v1/models/spanet HTTP/1.1\r\nHost: x\r\n\r\n",
+        _post(_instances(*sample_images[:4]))[:60],
+        b"GE",
+    ]
     for raw in requests * 3:
         sock = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN_S)
         sock.sendall(raw)
@@ -155,6 +172,7 @@ def test_connections_over_the_limit_get_503(edge_server):
 
 # -- input edges shared by gRPC and REST ----------------------------------------------------------------------------
 
+
 def _request(images, declared: Optional[int] = None) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "spanet"
@@ -172,13 +190,18 @@ def test_empty_batch_and_shape_disagreeing_with_data_are_clear_invalid_argument(
             (_request([]), "input images is an empty batch (shape [0]): send at least one value"),
             (_request(sample_images[:2], declared=3), "input images declares shape [3] (3 values) but holds 2 values"),
             (_request(sample_images[:2], declared=1), "input images declares shape [1] (1 values) but holds 2 values"),
-            (_request(sample_images[:2], declared=0), "input images is an empty batch (shape [0]): send at least one value"),
+            (
+                _request(sample_images[:2], declared=0),
+                "input images is an empty batch (shape [0]): send at least one value",
+            ),
         ]
         for request, message in cases:
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Predict(request, timeout=60)
             assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
-        assert stub.Predict(_request(sample_images[:2]), timeout=60).outputs["probabilities"].tensor_shape.dim[0].size == 2
+        assert (
+            stub.Predict(_request(sample_images[:2]), timeout=60).outputs["probabilities"].tensor_shape.dim[0].size == 2
+        )
     port = edge_server.rest_port
     _assert_one_line(*_exchange(port, _post(b'{"instances": []}')), 400, "'instances' is an empty list")
     _assert_one_line(*_exchange(port, _post(b'{"inputs": []}')), 400, "input images is an empty batch (shape [0])")

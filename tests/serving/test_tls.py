@@ -23,24 +23,38 @@ def _self_signed(folder):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "server.pem", folder / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
 def test_client_over_tls(source_base_dir, tmp_path, sample_images):
     pytest.importorskip("cryptography")
     cert, key = _self_signed(tmp_path)
-    config = ServerConfig(model_base_path=str(source_base_dir), host="127.0.0.1", port=0, warmup=False,
-                          tls=TLSConfig(cert_chain=cert, private_key=key))
+    config = ServerConfig(
+        model_base_path=str(source_base_dir),
+        host="127.0.0.1",
+        port=0,
+        warmup=False,
+        tls=TLSConfig(cert_chain=cert, private_key=key),
+    )
     with LocalServer(config) as server:
         target = f"127.0.0.1:{server.port}"
         tls = TLSConfig(root_certs=cert, server_name_override="localhost")

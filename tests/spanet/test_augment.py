@@ -40,7 +40,9 @@ def test_resample_changes_grid_and_keeps_the_pattern_share():
 def test_quarter_turn_with_mirror_is_exact_on_a_square_grid():
     image = _maps(1, (32, 32))[0][..., None]
     out = resample(tf.constant(image), 32, 32, tf.constant(np.pi / 2, tf.float32), tf.constant(False)).numpy()
-    assert np.array_equal(out[..., 0], np.rot90(image[..., 0], k=1)) or np.array_equal(out[..., 0], np.rot90(image[..., 0], k=-1))
+    assert np.array_equal(out[..., 0], np.rot90(image[..., 0], k=1)) or np.array_equal(
+        out[..., 0], np.rot90(image[..., 0], k=-1)
+    )
     mirrored = resample(tf.constant(image), 32, 32, tf.constant(0.0), tf.constant(True)).numpy()
     assert np.array_equal(mirrored[..., 0], image[:, ::-1, 0])
 
@@ -122,6 +124,8 @@ def test_averaging_over_orientations_makes_a_model_exactly_invariant():
     model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3), tf.keras.layers.Flatten(), tf.keras.layers.Dense(5)])
     model.build([None, 8, 8, 1])
     turned = tf.image.rot90(tf.image.flip_left_right(images), 1)
-    np.testing.assert_allclose(mean_over_orientations(model, images, 8), mean_over_orientations(model, turned, 8), atol=1e-5)
+    np.testing.assert_allclose(
+        mean_over_orientations(model, images, 8), mean_over_orientations(model, turned, 8), atol=1e-5
+    )
     assert not np.allclose(model(images), model(turned), atol=1e-3)  # the model alone is not invariant
     np.testing.assert_allclose(mean_over_orientations(model, images, 1), model(images), atol=1e-6)

@@ -30,7 +30,9 @@ def test_moving_statistics_become_the_mean_of_batch_statistics():
     conv = model.layers[1]
     features = [conv(b).numpy().reshape(-1, 4) for b in batches]
     bn = model.get_layer("bn")
-    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([f.mean(axis=0) for f in features], axis=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), np.mean([f.mean(axis=0) for f in features], axis=0), rtol=1e-4, atol=1e-4
+    )
     # Keras stores the unbiased batch variance in the moving average.
     expected_var = np.mean([f.var(axis=0, ddof=1) for f in features], axis=0)
     np.testing.assert_allclose(bn.moving_variance.numpy(), expected_var, rtol=1e-3)

@@ -29,8 +29,9 @@ def _blob_image() -> np.ndarray:
 def _thresholded_detector() -> keras.Model:
     """Class 1's score is the mean of the pixels above 0.5: only the blob's pixels move it."""
     inputs = keras.Input((32, 32, 1))
-    bright = keras.layers.Conv2D(1, 1, activation="relu", kernel_initializer="ones",
-                                 bias_initializer=keras.initializers.Constant(-0.5))(inputs)
+    bright = keras.layers.Conv2D(
+        1, 1, activation="relu", kernel_initializer="ones", bias_initializer=keras.initializers.Constant(-0.5)
+    )(inputs)
     logits = keras.layers.Dense(2, use_bias=False, name="logits")(keras.layers.GlobalAveragePooling2D()(bright))
     model = keras.Model(inputs, logits)
     model.get_layer("logits").set_weights([np.array([[-1.0, 1.0]], np.float32)])

@@ -79,9 +79,11 @@ def test_small_map_depthwise_trains_like_the_native_kernel(height, width, kernel
         tape.watch(x)
         dense = layer(x, training=True)
         native = layer(x, training=False)
-        dense_loss, native_loss = tf.reduce_sum(dense ** 2), tf.reduce_sum(native ** 2)
+        dense_loss, native_loss = tf.reduce_sum(dense**2), tf.reduce_sum(native**2)
     np.testing.assert_allclose(dense.numpy(), native.numpy(), rtol=1e-5, atol=1e-6)
-    for a, b in zip(tape.gradient(dense_loss, [x, layer.depthwise_kernel]), tape.gradient(native_loss, [x, layer.depthwise_kernel])):
+    for a, b in zip(
+        tape.gradient(dense_loss, [x, layer.depthwise_kernel]), tape.gradient(native_loss, [x, layer.depthwise_kernel])
+    ):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -109,7 +111,9 @@ def test_fused_block_equals_the_layer_by_layer_block(strides):
     plain.build(x.shape)
     assert [w.name for w in fused.weights] == [w.name for w in plain.weights]
     rng = np.random.RandomState(1)
-    weights = [rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else rng.normal(0, 0.3, w.shape) for w in plain.weights]
+    weights = [
+        rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else rng.normal(0, 0.3, w.shape) for w in plain.weights
+    ]
     fused.set_weights(weights)
     plain.set_weights(weights)
     np.testing.assert_allclose(fused(x, training=False).numpy(), plain(x, training=False).numpy(), rtol=1e-4, atol=1e-5)

@@ -14,7 +14,9 @@ def test_public_surface():
     assert spanet.CircleLoss.__name__ == "CircleLoss"
 
 
-@pytest.mark.parametrize("num_classes, input_shape, expected", [(10, (32, 32, 3), 5_125_232), (9, (64, 64, 1), 5_123_664)])
+@pytest.mark.parametrize(
+    "num_classes, input_shape, expected", [(10, (32, 32, 3), 5_125_232), (9, (64, 64, 1), 5_123_664)]
+)
 def test_parameter_parity_with_the_published_code(num_classes, input_shape, expected):
     model = build_spanet(num_classes=num_classes, input_shape=input_shape, width=1.0, r=0.5)
     assert model.count_params() == expected

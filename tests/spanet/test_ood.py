@@ -25,7 +25,9 @@ def test_statistics_are_shares_and_the_mean():
 
 
 def test_the_envelope_of_wafer_maps_holds_new_maps_and_not_the_probes():
-    envelope = fit_envelope(input_statistics(_inputs([encode_png(r.image) for r in generate_wafer_maps(400, 1)])).numpy())
+    envelope = fit_envelope(
+        input_statistics(_inputs([encode_png(r.image) for r in generate_wafer_maps(400, 1)])).numpy()
+    )
     fresh = input_statistics(_inputs([encode_png(r.image) for r in generate_wafer_maps(200, 2)]))
     assert outside_envelope(fresh, *envelope).numpy().mean() <= 0.01
     for name in ("noise", "blank", "saturated", "photograph"):

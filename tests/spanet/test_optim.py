@@ -35,8 +35,10 @@ def test_optimizers():
 def _steps(optimizer, steps=4, exclude=None):
     """Variables after ``steps`` updates with fixed, different gradients, in float64."""
     rng = np.random.RandomState(7)
-    variables = [tf.Variable(rng.normal(size=shape), dtype=tf.float64, name=name)
-                 for shape, name in (((3, 5), "kernel"), ((5,), "bias"))]
+    variables = [
+        tf.Variable(rng.normal(size=shape), dtype=tf.float64, name=name)
+        for shape, name in (((3, 5), "kernel"), ((5,), "bias"))
+    ]
     if exclude:
         optimizer.exclude_from_weight_decay(var_names=exclude)
     gradients = [[tf.constant(rng.normal(size=v.shape)) for v in variables] for _ in range(steps)]
@@ -50,13 +52,17 @@ def _steps(optimizer, steps=4, exclude=None):
     return [v.numpy() for v in variables]
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(momentum=0.9, nesterov=True, weight_decay=1e-2),
-    dict(momentum=0.9, nesterov=True),
-    dict(momentum=0.8, nesterov=False, weight_decay=5e-3),
-    dict(weight_decay=1e-2),
-    dict(),
-], ids=["nag+decay", "nag", "momentum+decay", "sgd+decay", "sgd"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(momentum=0.9, nesterov=True, weight_decay=1e-2),
+        dict(momentum=0.9, nesterov=True),
+        dict(momentum=0.8, nesterov=False, weight_decay=5e-3),
+        dict(weight_decay=1e-2),
+        dict(),
+    ],
+    ids=["nag+decay", "nag", "momentum+decay", "sgd+decay", "sgd"],
+)
 def test_fused_sgd_takes_the_stock_optimizers_steps(kwargs):
     schedule = CosineAnnealing(0.1, 1e-3, decay_steps=3)  # a changing rate, and one past the schedule's end
     expected = _steps(keras.optimizers.SGD(learning_rate=schedule, **kwargs), exclude=["bias"])

@@ -13,7 +13,9 @@ from spanet.layers import ScaledSoftmax
 @pytest.fixture(scope="module")
 def model_and_input():
     # Every layer type, with each attention normalisation, at a small width to stay quick.
-    model = build_spanet(num_classes=4, input_shape=(32, 32, 1), width=0.25, r=0.4, norm="group", embedding_output=False)
+    model = build_spanet(
+        num_classes=4, input_shape=(32, 32, 1), width=0.25, r=0.4, norm="group", embedding_output=False
+    )
     x = np.random.RandomState(0).uniform(size=(3, 32, 32, 1)).astype(np.float32)
     model.compile(optimizer=make_optimizer("nag", CosineAnnealing(1e-2, 1e-4, 10)), loss=CircleLoss())
     model.optimizer.build(model.trainable_variables)  # the optimizer's state is saved too
@@ -33,7 +35,9 @@ def test_keras_file_round_trip(tmp_path, model_and_input):
     path = str(tmp_path / "spanet.keras")
     model.save(path)
     reloaded = keras.models.load_model(path)
-    np.testing.assert_allclose(reloaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-6
+    )
     assert reloaded.count_params() == model.count_params()
     assert isinstance(reloaded.loss, CircleLoss)
     schedule = reloaded.optimizer.get_config()["learning_rate"]
@@ -79,5 +83,7 @@ def test_export_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path, mod
         return {"bad": tf.debugging.assert_equal(tf.shape(image)[0], -1) or model(image)}
 
     with pytest.raises(Exception):
-        export_saved_model(str(tmp_path / "broken"), {"serving_default": broken}, models=[model], not_trackable=object())
+        export_saved_model(
+            str(tmp_path / "broken"), {"serving_default": broken}, models=[model], not_trackable=object()
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]

@@ -92,7 +92,9 @@ def single_file(path: str, extensions: Tuple[str, ...], kind: str) -> str:
         return path
     found = sorted(n for n in os.listdir(path) if n.lower().endswith(extensions))
     if len(found) != 1:
-        raise DataInputError(f"folder {path!r} must hold exactly one {'/'.join(extensions)} file, found {found or 'none'}")
+        raise DataInputError(
+            f"folder {path!r} must hold exactly one {'/'.join(extensions)} file, found {found or 'none'}"
+        )
     return os.path.join(path, found[0])
 
 
@@ -117,7 +119,9 @@ def shuffle_plan(plan: ReadPlan, seed: int) -> ReadPlan:
         order = np.random.default_rng([seed, 7]).permutation(len(entries))
         size = max(len(s.entries) for s in shards)
         dealt = [entries[i] for i in order]
-        new = tuple(dataclasses.replace(shards[0], entries=tuple(dealt[i : i + size])) for i in range(0, len(dealt), size))
+        new = tuple(
+            dataclasses.replace(shards[0], entries=tuple(dealt[i : i + size])) for i in range(0, len(dealt), size)
+        )
         return ReadPlan(new, plan.rejected)
     if len(shards) > 1 and all(s.step == 1 and s.path == shards[0].path for s in shards):
         start, stop, k = min(s.start for s in shards), max(s.stop for s in shards), len(shards)

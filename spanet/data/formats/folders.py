@@ -24,7 +24,9 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("_", text).strip("._") or "_"
 
 
-def _manifest_entries(root: str, manifest: str, extensions: Sequence[str]) -> Tuple[List[FileEntry], List[RejectedRecord]]:
+def _manifest_entries(
+    root: str, manifest: str, extensions: Sequence[str]
+) -> Tuple[List[FileEntry], List[RejectedRecord]]:
     entries, rejected = [], []
     with open(manifest, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -41,14 +43,22 @@ def _manifest_entries(root: str, manifest: str, extensions: Sequence[str]) -> Tu
             if not rel:
                 rejected.append(RejectedRecord(ref, "manifest row has an empty path"))
             elif not os.path.isfile(full):
-                rejected.append(RejectedRecord(ref, f"listed in {os.path.basename(manifest)} but the file does not exist", label=label))
+                rejected.append(
+                    RejectedRecord(
+                        ref, f"listed in {os.path.basename(manifest)} but the file does not exist", label=label
+                    )
+                )
             elif extensions and not rel.lower().endswith(tuple(extensions)):
-                rejected.append(RejectedRecord(ref, f"unsupported file type (expected {', '.join(extensions)})", label=label))
+                rejected.append(
+                    RejectedRecord(ref, f"unsupported file type (expected {', '.join(extensions)})", label=label)
+                )
             elif not label:
                 rejected.append(RejectedRecord(ref, "manifest row has no label", RejectKind.UNLABELLED))
             else:
                 stage = (row.get("stage") or "").strip() or None
-                entries.append(FileEntry(full, rel, label, (row.get("lot") or "").strip(), (row.get("wafer") or "").strip(), stage))
+                entries.append(
+                    FileEntry(full, rel, label, (row.get("lot") or "").strip(), (row.get("wafer") or "").strip(), stage)
+                )
     return entries, rejected
 
 
@@ -63,7 +73,11 @@ def _walk_entries(root: str, extensions: Sequence[str]) -> Tuple[List[FileEntry]
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             parts = rel.split("/")
             if len(parts) < 2:
-                rejected.append(RejectedRecord(rel, "file is not in a class sub-folder and no manifest labels it", RejectKind.UNLABELLED))
+                rejected.append(
+                    RejectedRecord(
+                        rel, "file is not in a class sub-folder and no manifest labels it", RejectKind.UNLABELLED
+                    )
+                )
             else:
                 entries.append(FileEntry(full, rel, parts[0]))
     return entries, rejected
@@ -92,11 +106,17 @@ def plan_folder(
         raise DataInputError(f"{root!r} holds no {'/'.join(e.lstrip('.') for e in extensions)} file")
     if not mixed:
         kept = [e for e in entries if MIXED_LABEL_SEPARATOR not in e.label]
-        rejected += [RejectedRecord(e.ref, f"mixed-type label ({e.label}) left out in single-label mode", RejectKind.EXCLUDED, e.label)
-                     for e in entries if MIXED_LABEL_SEPARATOR in e.label]
+        rejected += [
+            RejectedRecord(
+                e.ref, f"mixed-type label ({e.label}) left out in single-label mode", RejectKind.EXCLUDED, e.label
+            )
+            for e in entries
+            if MIXED_LABEL_SEPARATOR in e.label
+        ]
         entries = kept
     shards = tuple(
-        Shard(path=root, entries=tuple(entries[i : i + files_per_shard])) for i in range(0, len(entries), files_per_shard)
+        Shard(path=root, entries=tuple(entries[i : i + files_per_shard]))
+        for i in range(0, len(entries), files_per_shard)
     )
     return ReadPlan(shards=shards, rejected=tuple(rejected))
 

@@ -57,11 +57,13 @@ def _classify(codes: Sequence[Sequence[str]], null_bin: str, bins: Dict[str, str
             out[r] = [lookup[c] for c in row]
         except KeyError:
             bad = next(c for c in row if c not in lookup)
-            raise G85FormatError(f"unknown bin code {bad!r} in row {r + 1} (declared: null {null_bin!r}, bins {sorted(bins)})") from None
+            raise G85FormatError(
+                f"unknown bin code {bad!r} in row {r + 1} (declared: null {null_bin!r}, bins {sorted(bins)})"
+            ) from None
     return out
 
 
-_KEY_VALUE = re.compile(r'^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$')
+_KEY_VALUE = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$")
 _BIN_LINE = re.compile(r'^"?([^"\s]+)"?\s+(\d+)\s+"?([A-Za-z]+)"?')
 
 
@@ -101,7 +103,9 @@ def parse_ascii(text: str) -> G85Map:
     try:
         n_rows, n_cols = int(header["ROWS"]), int(header["COLUMNS"])
     except ValueError:
-        raise G85FormatError(f"ROWS / COLUMNS must be integers, got {header['ROWS']!r} / {header['COLUMNS']!r}") from None
+        raise G85FormatError(
+            f"ROWS / COLUMNS must be integers, got {header['ROWS']!r} / {header['COLUMNS']!r}"
+        ) from None
     die_map = _classify([list(r) for r in rows], header["NULL_BIN"], bins, n_rows, n_cols)
     return G85Map(die_map, header.get("WAFER_ID", ""), header.get("LOT_ID", ""), header.get("PRODUCT_ID", ""))
 
@@ -145,10 +149,16 @@ def parse_xml(text: str) -> List[G85Map]:
             null_bin = attrs["NullBin"]
         except (KeyError, ValueError) as exc:
             raise G85FormatError(f"map {k + 1}: <Device> needs integer Rows, Columns and a NullBin ({exc})") from None
-        norm = (lambda c: c) if bin_type == "ascii" else (lambda c: str(int(c, 16) if bin_type == "hexadecimal" else int(c)))
+        norm = (
+            (lambda c: c)
+            if bin_type == "ascii"
+            else (lambda c: str(int(c, 16) if bin_type == "hexadecimal" else int(c)))
+        )
         try:
             null_bin = norm(null_bin)
-            bins = {norm(b.attrib["BinCode"]): b.attrib.get("BinQuality", "Fail") for b in device if _local(b.tag) == "Bin"}
+            bins = {
+                norm(b.attrib["BinCode"]): b.attrib.get("BinQuality", "Fail") for b in device if _local(b.tag) == "Bin"
+            }
             data = next((e for e in device if _local(e.tag) == "Data"), None)
             rows = [] if data is None else [_split_row(r.text or "", bin_type) for r in data if _local(r.tag) == "Row"]
         except (KeyError, ValueError) as exc:
@@ -157,7 +167,9 @@ def parse_xml(text: str) -> List[G85Map]:
             die_map = _classify(rows, null_bin, bins, n_rows, n_cols)
         except G85FormatError as exc:
             raise G85FormatError(f"map {k + 1}: {exc}") from None
-        out.append(G85Map(die_map, map_el.attrib.get("WaferId", ""), attrs.get("LotId", ""), attrs.get("ProductId", "")))
+        out.append(
+            G85Map(die_map, map_el.attrib.get("WaferId", ""), attrs.get("LotId", ""), attrs.get("ProductId", ""))
+        )
     return out
 
 
@@ -177,12 +189,19 @@ class G85Reader(Reader):
     name: ClassVar[str] = "g85"
 
     def plan(self, path: str) -> ReadPlan:
-        return plan_folder(require_path(path, "G85 folder"), G85_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed)
+        return plan_folder(
+            require_path(path, "G85 folder"), G85_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed
+        )
 
     def planned_labels(self, plan: ReadPlan) -> Optional[List[Tuple[str, str]]]:
         """(label, split key) per wafer: a G85 file may hold several wafers and names its own lot, so the
         files are parsed as the read parses them; files that do not parse are not listed."""
-        return [(r.label, r.split_key) for shard in plan.shards for r in self.read_shard(shard) if isinstance(r, WaferRecord)]
+        return [
+            (r.label, r.split_key)
+            for shard in plan.shards
+            for r in self.read_shard(shard)
+            if isinstance(r, WaferRecord)
+        ]
 
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         for entry in shard.entries:
@@ -199,9 +218,13 @@ class G85Reader(Reader):
                     yield RejectedRecord(ref, reason, label=entry.label)
                     continue
                 yield WaferRecord(
-                    image=die_map_to_image(parsed.die_map), label=entry.label,
-                    lot_id=entry.lot_id or parsed.lot_id, wafer_id=entry.wafer_id or parsed.wafer_id,
-                    stage=entry.stage or parsed.product or None, source=self.name, ref=ref,
+                    image=die_map_to_image(parsed.die_map),
+                    label=entry.label,
+                    lot_id=entry.lot_id or parsed.lot_id,
+                    wafer_id=entry.wafer_id or parsed.wafer_id,
+                    stage=entry.stage or parsed.product or None,
+                    source=self.name,
+                    ref=ref,
                 )
 
 
@@ -214,9 +237,17 @@ def format_ascii(die_map: np.ndarray, wafer_id: str, lot_id: str) -> str:
     n_pass, n_fail = _bin_counts(die_map)
     chars = np.array([ASCII_NULL, ASCII_PASS, ASCII_FAIL])[die_map]
     lines = [
-        "WAFER_MAP = {", f'WAFER_ID = "{wafer_id}"', f'LOT_ID = "{lot_id}"', 'MAP_TYPE = "ASCII"',
-        f'NULL_BIN = "{ASCII_NULL}"', f"ROWS = {die_map.shape[0]}", f"COLUMNS = {die_map.shape[1]}", "FLAT_NOTCH = 180",
-        f'BIN = "{ASCII_PASS}" {n_pass} "Pass"', f'BIN = "{ASCII_FAIL}" {n_fail} "Fail"', "MAP = {",
+        "WAFER_MAP = {",
+        f'WAFER_ID = "{wafer_id}"',
+        f'LOT_ID = "{lot_id}"',
+        'MAP_TYPE = "ASCII"',
+        f'NULL_BIN = "{ASCII_NULL}"',
+        f"ROWS = {die_map.shape[0]}",
+        f"COLUMNS = {die_map.shape[1]}",
+        "FLAT_NOTCH = 180",
+        f'BIN = "{ASCII_PASS}" {n_pass} "Pass"',
+        f'BIN = "{ASCII_FAIL}" {n_fail} "Fail"',
+        "MAP = {",
     ]
     lines += ["".join(row) for row in chars]
     lines += ["}", "}", ""]
@@ -241,7 +272,11 @@ def format_xml(die_map: np.ndarray, wafer_id: str, lot_id: str) -> str:
 
 
 def write_g85(
-    records: Iterable[WaferRecord], out_dir: str, form: str = "ascii", total: Optional[int] = None, show_progress: bool = False
+    records: Iterable[WaferRecord],
+    out_dir: str,
+    form: str = "ascii",
+    total: Optional[int] = None,
+    show_progress: bool = False,
 ) -> int:
     """Write one G85 file per wafer map (`form` ``ascii`` -> .g85, ``xml`` -> .xml) in class folders + manifest."""
     if form not in ("ascii", "xml"):
@@ -250,7 +285,10 @@ def write_g85(
     rows = []
     with atomic_dir(out_dir) as tmp:
         for n, rec in enumerate(progress(records, total=total, desc=f"g85-{form}", enabled=show_progress)):
-            rel = f"{safe_name(rec.label)}/{n:07d}_{safe_name(rec.lot_id or 'nolot')}_{safe_name(rec.wafer_id or str(n))}{ext}"
+            rel = (
+                f"{safe_name(rec.label)}/{n:07d}_{safe_name(rec.lot_id or 'nolot')}_"
+                f"{safe_name(rec.wafer_id or str(n))}{ext}"
+            )
             os.makedirs(os.path.join(tmp, os.path.dirname(rel)), exist_ok=True)
             with open(os.path.join(tmp, rel), "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(fmt(image_to_die_map(rec.image), rec.wafer_id, rec.lot_id))

@@ -31,7 +31,9 @@ class ImageFolderReader(Reader):
     name: ClassVar[str] = "png"
 
     def plan(self, path: str) -> ReadPlan:
-        return plan_folder(require_path(path, "image folder"), IMAGE_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed)
+        return plan_folder(
+            require_path(path, "image folder"), IMAGE_EXTENSIONS, self.manifest, self.files_per_shard, self.mixed
+        )
 
     def read_shard(self, shard: Shard) -> Iterator[ReadResult]:
         for entry in shard.entries:
@@ -50,8 +52,13 @@ class ImageFolderReader(Reader):
                 yield RejectedRecord(entry.ref, reason, label=entry.label)
                 continue
             yield WaferRecord(
-                image=image, label=entry.label, lot_id=entry.lot_id, wafer_id=entry.wafer_id,
-                stage=entry.stage, source=self.name, ref=entry.ref,
+                image=image,
+                label=entry.label,
+                lot_id=entry.lot_id,
+                wafer_id=entry.wafer_id,
+                stage=entry.stage,
+                source=self.name,
+                ref=entry.ref,
             )
 
 
@@ -65,7 +72,10 @@ def write_image_folder(
     rows = []
     with atomic_dir(out_dir) as tmp:
         for n, rec in enumerate(progress(records, total=total, desc="png", enabled=show_progress)):
-            rel = f"{safe_name(rec.label)}/{n:07d}_{safe_name(rec.lot_id or 'nolot')}_{safe_name(rec.wafer_id or str(n))}.png"
+            rel = (
+                f"{safe_name(rec.label)}/{n:07d}_{safe_name(rec.lot_id or 'nolot')}_"
+                f"{safe_name(rec.wafer_id or str(n))}.png"
+            )
             os.makedirs(os.path.join(tmp, os.path.dirname(rel)), exist_ok=True)
             with open(os.path.join(tmp, rel), "wb") as fh:
                 fh.write(encode_png(rec.image))

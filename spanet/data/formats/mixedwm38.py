@@ -99,14 +99,19 @@ class MixedWM38Reader(Reader):
                 yield RejectedRecord(ref, reason, label=label)
                 continue
             if not self.mixed and len(label_parts(label)) > 1:
-                yield RejectedRecord(ref, f"mixed-type map ({label}) left out in single-label mode", RejectKind.EXCLUDED, label)
+                yield RejectedRecord(
+                    ref, f"mixed-type map ({label}) left out in single-label mode", RejectKind.EXCLUDED, label
+                )
                 continue
             stage = str(meta["stage"][i]) if meta["stage"] is not None else ""
             yield WaferRecord(
-                image=die_map_to_image(maps[i]), label=label,
+                image=die_map_to_image(maps[i]),
+                label=label,
                 lot_id=str(meta["lot_id"][i]) if meta["lot_id"] is not None else "",
                 wafer_id=str(meta["wafer_id"][i]) if meta["wafer_id"] is not None else str(i),
-                stage=stage or None, source=self.name, ref=ref,
+                stage=stage or None,
+                source=self.name,
+                ref=ref,
             )
 
 
@@ -135,7 +140,9 @@ def write_mixedwm38(
     maps, labels, lots, wafers, stages = [], [], [], [], []
     for rec in progress(records, total=total, desc="npz", enabled=show_progress):
         if maps and rec.image.shape != maps[0].shape:
-            raise ValueError(f"{rec.ref}: map shape {rec.image.shape} differs from {maps[0].shape}; npz needs one grid size")
+            raise ValueError(
+                f"{rec.ref}: map shape {rec.image.shape} differs from {maps[0].shape}; npz needs one grid size"
+            )
         maps.append(image_to_die_map(rec.image))
         labels.append(_multi_hot(rec.label))
         lots.append(rec.lot_id)
@@ -144,8 +151,11 @@ def write_mixedwm38(
     if not maps:
         raise ValueError("no records to write")
     arrays = {
-        MAPS_KEY: np.stack(maps), LABELS_KEY: np.asarray(labels, dtype=np.uint8),
-        "lot_id": np.asarray(lots, dtype=str), "wafer_id": np.asarray(wafers, dtype=str), "stage": np.asarray(stages, dtype=str),
+        MAPS_KEY: np.stack(maps),
+        LABELS_KEY: np.asarray(labels, dtype=np.uint8),
+        "lot_id": np.asarray(lots, dtype=str),
+        "wafer_id": np.asarray(wafers, dtype=str),
+        "stage": np.asarray(stages, dtype=str),
     }
     with atomic_file(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:

@@ -78,7 +78,13 @@ class WM811KReader(Reader):
         base = os.path.basename(shard.path)
         n = len(frame)
         col = lambda name: frame[name].to_numpy() if name in frame.columns else np.full(n, None, dtype=object)  # noqa: E731
-        maps, labels, lots, wafers, splits = col("waferMap"), col("failureType"), col("lotName"), col("waferIndex"), col("trianTestLabel")
+        maps, labels, lots, wafers, splits = (
+            col("waferMap"),
+            col("failureType"),
+            col("lotName"),
+            col("waferIndex"),
+            col("trianTestLabel"),
+        )
         for i in range(n):
             ref = f"{base}#{frame.index[i]}"
             split = SOURCE_SPLITS.get(unnest(splits[i]).lower())
@@ -92,13 +98,29 @@ class WM811KReader(Reader):
             if label not in WAFER_CLASSES:
                 yield RejectedRecord(ref, f"unknown failureType {label!r}", label=label)
                 continue
-            reason = check_die_map(maps[i]) if isinstance(maps[i], np.ndarray) else f"waferMap is a {type(maps[i]).__name__}, not an array"
+            reason = (
+                check_die_map(maps[i])
+                if isinstance(maps[i], np.ndarray)
+                else f"waferMap is a {type(maps[i]).__name__}, not an array"
+            )
             if reason:
                 yield RejectedRecord(ref, reason, label=label)
                 continue
             wafer = wafers[i]
-            wafer_id = "" if wafer is None or (isinstance(wafer, float) and np.isnan(wafer)) else str(int(wafer)) if isinstance(wafer, (int, float, np.number)) else str(wafer)
+            wafer_id = (
+                ""
+                if wafer is None or (isinstance(wafer, float) and np.isnan(wafer))
+                else str(int(wafer))
+                if isinstance(wafer, (int, float, np.number))
+                else str(wafer)
+            )
             yield WaferRecord(
-                image=die_map_to_image(maps[i]), label=label, lot_id=unnest(lots[i]), wafer_id=wafer_id,
-                stage=None, source=self.name, ref=ref, source_split=split,
+                image=die_map_to_image(maps[i]),
+                label=label,
+                lot_id=unnest(lots[i]),
+                wafer_id=wafer_id,
+                stage=None,
+                source=self.name,
+                ref=ref,
+                source_split=split,
             )

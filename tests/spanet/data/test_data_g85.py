@@ -59,12 +59,15 @@ def test_xml_form_hex_and_decimal_maps():
     assert [(m.wafer_id, m.lot_id, m.product) for m in maps] == [("W08", "LOTB", "P1"), ("W09", "LOTB", "")]
 
 
-@pytest.mark.parametrize("text, match", [
-    (ASCII_MAP.replace('"1AB1"', '"1AZ1"'), "unknown bin code 'Z' in row 2"),
-    (ASCII_MAP.replace("ROWS = 3", "ROWS = 4"), "3 rows but ROWS = 4"),
-    (ASCII_MAP.replace('"1AB1"', '"1AB"'), "row 2 has 3 dies but COLUMNS = 4"),
-    (ASCII_MAP.replace('NULL_BIN = "."\n', ""), "NULL_BIN is missing"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (ASCII_MAP.replace('"1AB1"', '"1AZ1"'), "unknown bin code 'Z' in row 2"),
+        (ASCII_MAP.replace("ROWS = 3", "ROWS = 4"), "3 rows but ROWS = 4"),
+        (ASCII_MAP.replace('"1AB1"', '"1AB"'), "row 2 has 3 dies but COLUMNS = 4"),
+        (ASCII_MAP.replace('NULL_BIN = "."\n', ""), "NULL_BIN is missing"),
+    ],
+)
 def test_ascii_errors_say_what_is_wrong(text, match):
     with pytest.raises(G85FormatError, match=match):
         parse_ascii(text)
@@ -81,8 +84,10 @@ def test_reader_labels_by_folder_and_quarantines_bad_files(tmp_path):
     results = list(G85Reader().read(str(tmp_path)))
     good = [r for r in results if isinstance(r, WaferRecord)]
     assert [(r.ref, r.label, r.lot_id, r.wafer_id, r.stage) for r in good] == [
-        ("Center/a.g85", "Center", "LOTA", "W07", None), ("Loc/b.xml#0", "Loc", "LOTB", "W08", "P1"),
-        ("Loc/b.xml#1", "Loc", "LOTB", "W09", None)]
+        ("Center/a.g85", "Center", "LOTA", "W07", None),
+        ("Loc/b.xml#0", "Loc", "LOTB", "W08", "P1"),
+        ("Loc/b.xml#1", "Loc", "LOTB", "W09", None),
+    ]
     assert np.array_equal(good[0].image, np.array([[0, 128, 128, 0], [128, 255, 255, 128], [0, 128, 128, 0]], np.uint8))
     bad = {r.ref: r.reason for r in results if isinstance(r, RejectedRecord)}
     assert set(bad) == {"Loc/c.xml", "Loc/d.g85", "Loc/e.g85"}

@@ -68,8 +68,8 @@ def _fail_stats(cls, n=80, size=48, seed=0):
 def test_per_class_geometry():
     geo = {c: _fail_stats(c) for c in WAFER_CLASSES}
     edge_area = _fail_stats("Random")[1]  # share of the wafer's dies in the outer band (uniform fails)
-    assert 0.01 <= geo["none"][0] <= 0.06                          # background (scattered and clustered) only
-    assert geo["Edge-Ring"][1] > 2.5 * edge_area                  # fails concentrated at the edge
+    assert 0.01 <= geo["none"][0] <= 0.06  # background (scattered and clustered) only
+    assert geo["Edge-Ring"][1] > 2.5 * edge_area  # fails concentrated at the edge
     assert geo["Edge-Loc"][1] > 1.5 * edge_area
     assert geo["Center"][2] < 0.45 and geo["Center"][0] > 2 * geo["none"][0]
     assert 0.3 < geo["Donut"][2] < 0.8
@@ -91,7 +91,9 @@ def test_grids_vary_in_size_and_aspect_and_the_wafer_is_the_inscribed_ellipse():
     aspects = np.array([w / h for h, w in shapes])
     sides = np.array([np.sqrt(h * w) for h, w in shapes])
     assert len(shapes) > 100
-    assert (aspects < 0.8).any() and (aspects > 1.25).any() and (aspects == 1.0).any()  # non-square both ways, and square
+    assert (
+        (aspects < 0.8).any() and (aspects > 1.25).any() and (aspects == 1.0).any()
+    )  # non-square both ways, and square
     assert sides.min() < 20 and sides.max() > 70 and 0.4 < np.mean((sides >= 25) & (sides <= 50)) < 0.9
     for r in recs[:200]:
         on = image_to_die_map(r.image) > 0

@@ -23,7 +23,9 @@ def folder(tmp_path):
     rgb = rng.integers(0, 256, (16, 12, 3), dtype=np.uint8)
     Image.fromarray(grey).save(tmp_path / "scratch" / "a.png")
     Image.fromarray(rgb).save(tmp_path / "particle" / "b.PNG")
-    smooth = np.stack(np.meshgrid(np.arange(12) * 20, np.arange(16) * 15) + [np.full((16, 12), 90)], -1).astype(np.uint8)
+    smooth = np.stack(np.meshgrid(np.arange(12) * 20, np.arange(16) * 15) + [np.full((16, 12), 90)], -1).astype(
+        np.uint8
+    )
     Image.fromarray(smooth).save(tmp_path / "particle" / "c.jpg", quality=95)
     (tmp_path / "particle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (tmp_path / "particle" / "notes.txt").write_text("ignored")
@@ -55,8 +57,13 @@ def test_manifest_gives_labels_lots_and_stage(folder):
     )
     good, bad = _split(read_records(str(root), "png", manifest="list.csv"))
     assert [(r.ref, r.label, r.lot_id, r.wafer_id, r.stage) for r in good] == [
-        ("scratch/a.png", "Scratch", "L1", "3", "AEI"), ("particle/b.PNG", "Particle", "L2", "4", None)]
-    assert {(b.ref, b.kind) for b in bad} == {("particle/missing.png", RejectKind.INVALID), ("particle/c.jpg", RejectKind.UNLABELLED)}
+        ("scratch/a.png", "Scratch", "L1", "3", "AEI"),
+        ("particle/b.PNG", "Particle", "L2", "4", None),
+    ]
+    assert {(b.ref, b.kind) for b in bad} == {
+        ("particle/missing.png", RejectKind.INVALID),
+        ("particle/c.jpg", RejectKind.UNLABELLED),
+    }
     assert "does not exist" in next(b.reason for b in bad if b.ref == "particle/missing.png")
 
 
@@ -84,13 +91,21 @@ def _png_header_only(width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("width, height, max_side, expected", [
-    (9000, 9000, 4096, "declares 9000x9000 pixels, more than 4096 a side; not decoded"),
-    (8193, 8193, None, "declares 8193x8193 pixels, more than 67,108,864 in all; not decoded"),
-])
+@pytest.mark.parametrize(
+    "width, height, max_side, expected",
+    [
+        (9000, 9000, 4096, "declares 9000x9000 pixels, more than 4096 a side; not decoded"),
+        (8193, 8193, None, "declares 8193x8193 pixels, more than 67,108,864 in all; not decoded"),
+    ],
+)
 def test_oversized_images_are_quarantined_from_their_header(tmp_path, width, height, max_side, expected):
     (tmp_path / "big").mkdir()
     (tmp_path / "big" / "bomb.png").write_bytes(_png_header_only(width, height))

@@ -19,7 +19,13 @@ def _maps(n):
 
 
 def test_single_and_mixed_labels(tmp_path):
-    labels = [[0] * 8, [1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 1, 0], [0, 0, 1, 0, 0, 0, 0, 1], [0, 0, 0, 1, 1, 0, 0, 0]]
+    labels = [
+        [0] * 8,
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0, 1, 0],
+        [0, 0, 1, 0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 1, 0, 0, 0],
+    ]
     maps = _maps(5)
     maps[1, 3, 3] = 7  # unknown die value
     path = _npz(tmp_path / "Wafer_Map_Datasets.npz", maps, labels)
@@ -28,7 +34,9 @@ def test_single_and_mixed_labels(tmp_path):
     good = [r for r in results if isinstance(r, WaferRecord)]
     assert [r.label for r in good] == ["none", "Loc+Scratch", "Edge-Loc+Random", "Edge-Ring+Loc"]
     bad = [r for r in results if isinstance(r, RejectedRecord)]
-    assert [(b.ref, b.label) for b in bad] == [("Wafer_Map_Datasets.npz#1", "Center")] and "unknown die value" in bad[0].reason
+    assert [(b.ref, b.label) for b in bad] == [("Wafer_Map_Datasets.npz#1", "Center")] and "unknown die value" in bad[
+        0
+    ].reason
     assert good[0].image[2, 2] == 255 and good[0].image[1, 1] == 128 and good[0].image[0, 0] == 0
     assert good[0].wafer_id == "0" and good[0].lot_id == "" and good[0].source == "npz"
 
@@ -39,8 +47,14 @@ def test_single_and_mixed_labels(tmp_path):
 
 
 def test_extra_metadata_arrays_are_used(tmp_path):
-    path = _npz(tmp_path / "m.npz", _maps(2), [[0] * 8, [0] * 8], lot_id=np.array(["A", "B"]), wafer_id=np.array(["1", "2"]),
-                stage=np.array(["sort", ""]))
+    path = _npz(
+        tmp_path / "m.npz",
+        _maps(2),
+        [[0] * 8, [0] * 8],
+        lot_id=np.array(["A", "B"]),
+        wafer_id=np.array(["1", "2"]),
+        stage=np.array(["sort", ""]),
+    )
     good = list(MixedWM38Reader().read(path))
     assert [(r.lot_id, r.wafer_id, r.stage) for r in good] == [("A", "1", "sort"), ("B", "2", None)]
 

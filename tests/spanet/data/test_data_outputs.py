@@ -27,8 +27,11 @@ def _partials(parent):
 def test_a_killed_writers_partial_folder_is_removed_by_the_next_write(tmp_path):
     out = tmp_path / "maps"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out)], cwd=os.path.dirname(root),
-                          env={**os.environ, "PYTHONPATH": os.path.dirname(root)})
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(out)],
+        cwd=os.path.dirname(root),
+        env={**os.environ, "PYTHONPATH": os.path.dirname(root)},
+    )
     assert done.returncode == -signal.SIGKILL
     assert len(_partials(tmp_path)) == 1 and not out.exists()
 
@@ -43,7 +46,9 @@ def test_a_live_writers_partial_folder_is_kept(tmp_path):
         assert os.path.isdir(tmp)
 
 
-@pytest.mark.parametrize("umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600), (0o002, 0o775, 0o664)])
+@pytest.mark.parametrize(
+    "umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600), (0o002, 0o775, 0o664)]
+)
 @pytest.mark.parametrize("data_format", ["png", "npz"])
 def test_published_data_follows_the_umask(tmp_path, umask, dir_mode, file_mode, data_format):
     out = tmp_path / ("maps.npz" if data_format == "npz" else "maps")

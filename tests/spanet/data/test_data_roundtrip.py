@@ -21,8 +21,10 @@ def _tree_digest(root):
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("fmt, read_format, min_size, max_size", [
-    ("png", "png", 26, 40), ("npz", "npz", 30, 30), ("g85", "g85", 26, 40), ("g85-xml", "g85", 26, 40)])
+@pytest.mark.parametrize(
+    "fmt, read_format, min_size, max_size",
+    [("png", "png", 26, 40), ("npz", "npz", 30, 30), ("g85", "g85", 26, 40), ("g85-xml", "g85", 26, 40)],
+)
 def test_round_trip(tmp_path, fmt, read_format, min_size, max_size):
     records = generate_wafer_maps(30, 11, lot_size=10, min_size=min_size, max_size=max_size, mixed_fraction=0.3)
     out = str(tmp_path / ("maps.npz" if fmt == "npz" else "maps"))
@@ -49,7 +51,23 @@ def test_cli_same_seed_same_bytes(tmp_path, fmt, capsys):
     digests = []
     for run in ("a", "b", "c"):
         seed = "3" if run != "c" else "4"
-        assert main(["generate", "--out", str(tmp_path / run), "--count", "40", "--format", fmt, "--seed", seed, "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--out",
+                    str(tmp_path / run),
+                    "--count",
+                    "40",
+                    "--format",
+                    fmt,
+                    "--seed",
+                    seed,
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         digests.append(_tree_digest(tmp_path / run))
     assert digests[0] == digests[1] != digests[2]
     assert "wrote 40 wafer maps" in capsys.readouterr().out

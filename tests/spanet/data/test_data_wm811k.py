@@ -7,20 +7,42 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spanet.data import DataInputError, RejectedRecord, RejectKind, UnsafePickleError, WaferRecord, WM811KReader, detect_format
+from spanet.data import (
+    DataInputError,
+    RejectedRecord,
+    RejectKind,
+    UnsafePickleError,
+    WaferRecord,
+    WM811KReader,
+    detect_format,
+)
 
 
 def _frame():
     wafer = np.array([[0, 1, 1, 0], [1, 2, 1, 1], [0, 1, 1, 0]], dtype=np.uint8)
     empty = np.zeros((0, 0))
-    return pd.DataFrame({
-        "waferMap": [wafer, wafer.copy(), np.array([[0, 3]], np.uint8), wafer, np.zeros((0, 0), np.uint8)],
-        "dieSize": [1683.0, 1683.0, 10.0, 500.0, 1.0],
-        "lotName": ["lot1", "lot1", "lot2", "lot3", "lot3"],
-        "waferIndex": [1.0, 2.0, 1.0, 7.0, 8.0],
-        "trianTestLabel": [np.array([["Training"]]), np.array([["Test"]]), np.array([["Training"]]), empty, np.array([["Test"]])],
-        "failureType": [np.array([["Center"]]), np.array([["none"]]), np.array([["Loc"]]), empty, np.array([["Donut"]])],
-    })
+    return pd.DataFrame(
+        {
+            "waferMap": [wafer, wafer.copy(), np.array([[0, 3]], np.uint8), wafer, np.zeros((0, 0), np.uint8)],
+            "dieSize": [1683.0, 1683.0, 10.0, 500.0, 1.0],
+            "lotName": ["lot1", "lot1", "lot2", "lot3", "lot3"],
+            "waferIndex": [1.0, 2.0, 1.0, 7.0, 8.0],
+            "trianTestLabel": [
+                np.array([["Training"]]),
+                np.array([["Test"]]),
+                np.array([["Training"]]),
+                empty,
+                np.array([["Test"]]),
+            ],
+            "failureType": [
+                np.array([["Center"]]),
+                np.array([["none"]]),
+                np.array([["Loc"]]),
+                empty,
+                np.array([["Donut"]]),
+            ],
+        }
+    )
 
 
 def _old_pandas_pickle(frame) -> bytes:
@@ -39,7 +61,9 @@ def test_reads_nested_labels_old_module_path_and_counts_unlabelled(tmp_path):
     results = list(WM811KReader().read(str(path)))
     good = [r for r in results if isinstance(r, WaferRecord)]
     assert [(r.label, r.lot_id, r.wafer_id, r.source_split, r.ref) for r in good] == [
-        ("Center", "lot1", "1", "train", "LSWMD.pkl#0"), ("none", "lot1", "2", "test", "LSWMD.pkl#1")]
+        ("Center", "lot1", "1", "train", "LSWMD.pkl#0"),
+        ("none", "lot1", "2", "test", "LSWMD.pkl#1"),
+    ]
     assert good[0].image.tolist() == [[0, 128, 128, 0], [128, 255, 128, 128], [0, 128, 128, 0]]
     bad = {r.ref: r for r in results if isinstance(r, RejectedRecord)}
     assert bad["LSWMD.pkl#2"].kind == RejectKind.INVALID and "unknown die value" in bad["LSWMD.pkl#2"].reason
@@ -66,7 +90,9 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "LSWMD.pkl"
     path.write_bytes(pickle.dumps({"waferMap": _Evil(marker)}, protocol=2))
-    with pytest.raises(UnsafePickleError, match="refused to load posix.system: a pickle can run arbitrary code") as info:
+    with pytest.raises(
+        UnsafePickleError, match="refused to load posix.system: a pickle can run arbitrary code"
+    ) as info:
         list(WM811KReader().read(str(path)))
     assert "numpy / pandas" in str(info.value)
     assert not marker.exists()
@@ -100,12 +126,15 @@ class _Asks:
 _NEW_ARRAY = b"\x80\x02cnumpy\nndarray\nM0uM0u\x86\x85\x81."
 
 
-@pytest.mark.parametrize("payload, what", [
-    (_Asks(bytes, 800_000_000), "bytes(...) asking for 800,000,000 elements"),
-    (_Asks(bytearray, 800_000_000), "bytearray(...) asking for 800,000,000 elements"),
-    (_Asks(list, range(10**9)), "range(...) asking for 1,000,000,000 elements"),
-    (_NEW_ARRAY, "ndarray(...) asking for 900,000,000 elements"),
-])
+@pytest.mark.parametrize(
+    "payload, what",
+    [
+        (_Asks(bytes, 800_000_000), "bytes(...) asking for 800,000,000 elements"),
+        (_Asks(bytearray, 800_000_000), "bytearray(...) asking for 800,000,000 elements"),
+        (_Asks(list, range(10**9)), "range(...) asking for 1,000,000,000 elements"),
+        (_NEW_ARRAY, "ndarray(...) asking for 900,000,000 elements"),
+    ],
+)
 def test_small_pickles_asking_for_huge_objects_are_refused_before_allocating(tmp_path, payload, what):
     import tracemalloc
 
