@@ -24,18 +24,15 @@ decodes and resizes exactly as training did.
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-from typing import Dict, Mapping, Optional, Sequence, Tuple  # noqa: E402
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
-from components import features  # noqa: E402
-from components.config import (  # noqa: E402
+from components import features
+from components.config import (
     CLASS_ID,
     CLASS_NAME,
     DEFECT_SCORE,
@@ -52,10 +49,10 @@ from components.config import (  # noqa: E402
     UNKNOWN,
     UNKNOWN_CLASS,
 )
-from components.operating_point import defect_score  # noqa: E402
-from spanet.augment import mean_over_orientations  # noqa: E402
-from spanet.explain import smooth_saliency  # noqa: E402
-from spanet.serving.contract import (  # noqa: E402
+from components.operating_point import defect_score
+from spanet.augment import mean_over_orientations
+from spanet.explain import smooth_saliency
+from spanet.serving.contract import (
     DEFAULT_SIGNATURE,
     EXAMPLES_INPUT,
     EXAMPLES_SIGNATURE,
@@ -64,10 +61,10 @@ from spanet.serving.contract import (  # noqa: E402
     IMAGES_INPUT,
     LABELS_SIGNATURE,
 )
-from spanet.export import export_saved_model  # noqa: E402
-from spanet.calibration import SIGMOID_BOUNDARY  # noqa: E402
-from spanet.data.classes import MIXED_LABEL_SEPARATOR, NORMAL_CLASS  # noqa: E402
-from spanet.ood import STATISTICS, fit_envelope, input_statistics, multilabel_familiarity, outside_envelope  # noqa: E402
+from spanet.export import export_saved_model
+from spanet.calibration import SIGMOID_BOUNDARY
+from spanet.data.classes import MIXED_LABEL_SEPARATOR, NORMAL_CLASS
+from spanet.ood import STATISTICS, fit_envelope, input_statistics, multilabel_familiarity, outside_envelope
 
 #: The defect score of an unknown input that is flagged: above the flag's 0.5, below a sure defect.
 UNKNOWN_DEFECT_SCORE = 0.75

@@ -16,38 +16,37 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import json  # noqa: E402
-import math  # noqa: E402
-from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
+import json
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from absl import logging  # noqa: E402
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
 
-from components import features  # noqa: E402
-from components.config import LABEL_VOCABULARY, PATTERN_THRESHOLD, ImageConfig, ModuleConfig, TrainingConfig  # noqa: E402
-from components.operating_point import OperatingPoint, choose_threshold  # noqa: E402
-from components.serving import ServingModel, export_serving_model  # noqa: E402
-from components.transform import decode, resize  # noqa: E402
-from components.warmup import WARMUP_FILE, warmup_file_bytes  # noqa: E402
-from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer, recipe  # noqa: E402
-from spanet._keras import keras  # noqa: E402
-from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations  # noqa: E402
-from spanet.batchnorm import PreciseBatchNormValidation  # noqa: E402
-from spanet.calibration import (  # noqa: E402
+from components import features
+from components.config import LABEL_VOCABULARY, PATTERN_THRESHOLD, ImageConfig, ModuleConfig, TrainingConfig
+from components.operating_point import OperatingPoint, choose_threshold
+from components.serving import ServingModel, export_serving_model
+from components.transform import decode, resize
+from components.warmup import WARMUP_FILE, warmup_file_bytes
+from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer, recipe
+from spanet._keras import keras
+from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations
+from spanet.batchnorm import PreciseBatchNormValidation
+from spanet.calibration import (
     expected_calibration_error,
     fit_sigmoid_temperature,
     fit_temperature,
     sigmoid_probabilities,
     softmax_probabilities,
 )
-from spanet.data.classes import label_parts  # noqa: E402
-from spanet.input_pipeline import without_autotuning  # noqa: E402
-from spanet.progress import EpochProgress  # noqa: E402
-from spanet.ood import (  # noqa: E402
+from spanet.data.classes import label_parts
+from spanet.input_pipeline import without_autotuning
+from spanet.progress import EpochProgress
+from spanet.ood import (
     STATISTICS,
     familiarity_threshold,
     fit_envelope,
@@ -55,7 +54,7 @@ from spanet.ood import (  # noqa: E402
     multilabel_familiarity,
     outside_envelope,
 )
-from spanet.tracing import trace_once  # noqa: E402
+from spanet.tracing import trace_once
 
 #: Files the Trainer leaves in its run directory (beside the TensorBoard logs).
 HISTORY_CSV = "history.csv"

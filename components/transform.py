@@ -8,18 +8,15 @@ class ids back into class names.
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Any, Dict, Mapping, Optional
 
-from typing import Any, Dict, Mapping, Optional  # noqa: E402
+import tensorflow as tf
+import tensorflow_transform as tft
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
-from components import features  # noqa: E402
-from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, PATTERNS_XF, ImageConfig  # noqa: E402
-from spanet.data.classes import MIXED_LABEL_SEPARATOR  # noqa: E402
+from components import features
+from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, PATTERNS_XF, ImageConfig
+from spanet.data.classes import MIXED_LABEL_SEPARATOR
 
 
 def decode(encoded: tf.Tensor, config: ImageConfig) -> tf.Tensor:

@@ -15,11 +15,10 @@ import os
 import tempfile
 from typing import Iterable, List, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from spanet.serving.contract import DEFAULT_SIGNATURE as WARMUP_SIGNATURE  # noqa: E402  (the records call it)
-from spanet.serving.contract import IMAGES_INPUT as WARMUP_INPUT  # noqa: E402
-from spanet.serving.contract import WARMUP_BATCH_SIZES, WARMUP_FILE  # noqa: E402,F401
+from spanet.serving.contract import DEFAULT_SIGNATURE as WARMUP_SIGNATURE  # the records call it
+from spanet.serving.contract import IMAGES_INPUT as WARMUP_INPUT
+from spanet.serving.contract import WARMUP_BATCH_SIZES, WARMUP_FILE  # noqa: F401
 
 
 def blank_wafer_png(height: int, width: int, channels: int = 1) -> bytes:

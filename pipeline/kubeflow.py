@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from typing import Any, Dict, Optional  # noqa: E402
+from typing import Any, Dict, Optional
 
-import yaml  # noqa: E402
+import yaml
 
-from pipeline.cluster import MODELS_MOUNT, KubeflowConfig  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.cluster import MODELS_MOUNT, KubeflowConfig
+from pipeline.config import PipelineConfig
 
 #: Node ids (and so executor labels ``<id>_executor``) of the components the cluster config touches.
 TRAINER_ID = "Trainer"

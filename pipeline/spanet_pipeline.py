@@ -9,20 +9,18 @@ WaferExampleGen -> StatisticsGen -> ClassSchemaGen (curated schema + this run's 
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from typing import List, Optional  # noqa: E402
+from typing import List, Optional
 
-from tfx import v1 as tfx  # noqa: E402
+from tfx import v1 as tfx
 
-from components.anomaly_gate import SchemaAnomalyGate  # noqa: E402
-from components.class_schema import ClassSchemaGen  # noqa: E402
-from components.evaluation import build_eval_config  # noqa: E402
-from components.report.component import EvaluationReporter  # noqa: E402
-from components.wafer_example_gen import WaferExampleGen  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from components.anomaly_gate import SchemaAnomalyGate
+from components.class_schema import ClassSchemaGen
+from components.evaluation import build_eval_config
+from components.report.component import EvaluationReporter
+from components.wafer_example_gen import WaferExampleGen
+from pipeline.config import PipelineConfig
 
 #: Component code is referenced by import path, so a container image with the package runs it.
 PREPROCESSING_FN = "components.transform.preprocessing_fn"

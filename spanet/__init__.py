@@ -10,6 +10,11 @@ the generator) does not pay for importing TensorFlow.
 from __future__ import annotations
 
 import importlib
+import os
+
+# Keras 2 (tf_keras) for the whole TFX 1.16 stack, set once for every importer of the library: it must
+# precede TensorFlow's first import (see spanet._keras), and a package's __init__ runs before its modules.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from typing import Any
 
 __version__ = "0.1.0"

@@ -3,15 +3,12 @@
 TensorFlow Transform 1.16, TFMA 0.47 and TF Serving's loaders work with Keras 2
 SavedModels, while TF 2.16's ``tf.keras`` is Keras 3. Setting
 ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is first imported makes ``tf.keras``
-and ``tf_keras`` the same library, so every component sees one Keras.
+and ``tf_keras`` the same library, so every component sees one Keras. The package's
+``__init__`` (which runs before this module) sets it.
 """
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402  (must follow the environment variable)
-import tf_keras as keras  # noqa: E402
+import tensorflow as tf
+import tf_keras as keras
 
 #: Package name under which every custom object of the project is registered.
 SERIALIZATION_PACKAGE = "spanet"

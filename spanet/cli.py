@@ -159,7 +159,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from spanet.serving.config import ServerConfig, TLSConfig
@@ -241,7 +240,6 @@ def _run_predict(args: argparse.Namespace) -> int:
     """
     import os
 
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.batch_size < 1 or args.timeout <= 0 or args.wait < 0:
         raise ValueError("--batch-size must be >= 1, --timeout > 0 and --wait >= 0")
@@ -330,7 +328,6 @@ def _run_explain(args: argparse.Namespace) -> int:
     """
     import os
 
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     if args.batch_size < 1 or args.pixels < 8:
         raise ValueError("--batch-size must be >= 1 and --pixels >= 8")

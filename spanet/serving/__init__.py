@@ -11,8 +11,3 @@ directory, load-then-swap), ``inference`` (one Predict against one loaded versio
 ``rest`` (the gRPC and HTTP front ends), ``client`` (the TF Serving client), ``predict`` (files ->
 inputs -> table). No TFX import here: serving needs TensorFlow and the serving protos only.
 """
-
-import os
-
-# Keras 2 (tf_keras) is what the exported model was written with: set before TensorFlow loads.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

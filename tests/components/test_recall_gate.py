@@ -6,9 +6,7 @@ and labels from the examples. The blessing is TFMA's own validator's (``load_val
 """
 
 import json
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np
 import pytest

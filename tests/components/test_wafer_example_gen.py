@@ -5,7 +5,6 @@ import glob
 import json
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np
 import pytest

@@ -2,10 +2,8 @@
 manifests parse and agree with the pipeline (model name, ports, base path), and TF Serving's config
 files parse as TF Serving's own protos."""
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 import yaml

@@ -1,10 +1,6 @@
 """TF Serving warm-up records: built as PredictionLog records on serving_default, written by the
 Trainer into every exported model, and each one answered when replayed against the pushed model."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -2,9 +2,7 @@
 carries the configured image, root, Trainer resources and GPU scheduling; compiling is deterministic."""
 
 import json
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 import yaml

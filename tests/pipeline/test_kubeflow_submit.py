@@ -3,12 +3,10 @@ a run is created with the compiled spec and its URL printed; an unreachable host
 a rejected spec, a server error and a login page each end in one clear line and exit code 1."""
 
 import json
-import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 import yaml
