@@ -152,7 +152,8 @@ class TrainingConfig:
 
     def __post_init__(self):
         if self.class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"class_weighting must be one of {list(CLASS_WEIGHTINGS)}; got {self.class_weighting!r}")
+            choices = " or ".join(repr(mode) for mode in CLASS_WEIGHTINGS)
+            raise ValueError(f"class_weighting must be {choices}; got {self.class_weighting!r}")
         if not 0.0 < self.target_defect_recall <= 1.0:
             raise ValueError(f"target_defect_recall must be in (0, 1]; got {self.target_defect_recall!r}")
         if not 0.0 < self.max_normal_threshold <= 1.0:
