@@ -16,8 +16,8 @@ import tempfile
 import time
 from typing import List
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pipeline.startup  # noqa: E402,F401  (the shared start-up, before TensorFlow is imported)
 
 MODES = {
     "in_process": [],

@@ -29,7 +29,8 @@ import sys
 
 if __package__ in (None, ""):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import pipeline.startup  # noqa: E402,F401  (the shared start-up, before TensorFlow is imported)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402

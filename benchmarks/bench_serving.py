@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import pipeline.startup  # noqa: E402,F401  (the shared start-up, before TensorFlow is imported)
 from spanet.serving.contract import DEFAULT_SIGNATURE  # noqa: E402
 
 

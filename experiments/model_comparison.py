@@ -11,7 +11,8 @@ import sys
 
 if __package__ in (None, ""):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import spanet  # noqa: E402,F401  (its start-up: Keras 2 before TensorFlow is imported)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from typing import List, Optional, Sequence  # noqa: E402
