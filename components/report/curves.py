@@ -39,12 +39,13 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
     return {**rows, "ece": gap / max(len(confidence), 1), "examples": int(len(confidence))}
 
 
-def _thin(values: np.ndarray) -> List[float]:
-    step = max(1, int(np.ceil(len(values) / MAX_CURVE_POINTS)))
-    kept = list(values[::step])
-    if len(values) and kept[-1] != values[-1]:
-        kept.append(values[-1])
-    return [float(v) for v in kept]
+def _thinned(*columns: np.ndarray) -> List[List[float]]:
+    """The same rows of each column: every k-th point and the last, at most about MAX_CURVE_POINTS."""
+    count = len(columns[0])
+    rows = list(range(0, count, max(1, int(np.ceil(count / MAX_CURVE_POINTS)))))
+    if count and rows[-1] != count - 1:
+        rows.append(count - 1)
+    return [[float(column[r]) for r in rows] for column in columns]
 
 
 def split_curves(
@@ -67,7 +68,8 @@ def split_curves(
             continue  # no positive test wafer: the curve is undefined
         precision, recall, _ = precision_recall_curve(truth[:, j], probabilities[:, j])
         average_precision[class_names[j]] = float(average_precision_score(truth[:, j], probabilities[:, j]))
-        points[class_names[j]] = {"precision": _thin(precision[::-1]), "recall": _thin(recall[::-1])}
+        kept_precision, kept_recall = _thinned(precision[::-1], recall[::-1])
+        points[class_names[j]] = {"precision": kept_precision, "recall": kept_recall}
     if multilabel:
         predicted = reliability(probabilities.reshape(-1), truth.reshape(-1))
         defect_probability = probabilities.max(axis=1)

@@ -428,6 +428,12 @@ def test_reliability_bins_and_ece_match_a_hand_count():
     assert curves["average_precision"] == pytest.approx({"none": 1.0, "Scratch": 1.0})
     assert curves["calibration"]["predicted_class"]["examples"] == 4
     assert sum(curves["calibration"]["defect"]["count"]) == 4
+    # A long curve is thinned to the same points in both columns (a default run has thousands of scores).
+    rng = np.random.default_rng(0)
+    scores = rng.random((5000, 2))
+    truth = np.eye(2, dtype=int)[rng.integers(0, 2, 5000)]
+    for points in split_curves(scores, truth, ["none", "Scratch"], "none")["points"].values():
+        assert len(points["precision"]) == len(points["recall"]) <= 202
 
 
 def test_a_hundred_classes_render_with_every_class_in_the_tables_and_bounded_plots(tmp_path):
