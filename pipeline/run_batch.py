@@ -122,4 +122,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Every file is written and closed by now. Beam's worker cache keeps the loaded model until the
+    # interpreter is torn down, where TensorFlow's destructors print a harmless but alarming
+    # "TypeError: 'NoneType' object is not subscriptable": exit without that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
