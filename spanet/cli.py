@@ -292,7 +292,7 @@ PROGRESS_FROM = 256
 
 def _add_explain(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
-        "explain", help="Grad-CAM maps: which dies drove the model's call", description=_run_explain.__doc__
+        "explain", help="SmoothGrad maps: which dies drove the call", description=_run_explain.__doc__
     )
     p.add_argument(
         "files",
