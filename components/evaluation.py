@@ -219,3 +219,29 @@ def build_eval_config(gate: GateConfig) -> tfma.EvalConfig:
         slicing_specs=[overall, *class_slices(gate.class_names), *per_feature],
         metrics_specs=[defect_metrics, *class_metrics],
     )
+
+
+def with_min_defect_recall(eval_config: tfma.EvalConfig, min_defect_recall: float) -> tfma.EvalConfig:
+    """A copy of ``eval_config`` (from build_eval_config) gated at another minimum defect recall.
+
+    The run-time parameter of the compiled pipeline (``components.run_parameters.Evaluator``): it
+    replaces every threshold that ``build_eval_config`` derives from ``GateConfig.min_defect_recall``
+    (the overall lower bound and each judged slice's gate value) and nothing else.
+    """
+    GateConfig(min_defect_recall=min_defect_recall)  # the same range check as the configuration's
+    result = tfma.EvalConfig()
+    result.CopyFrom(eval_config)
+    gated = (recall_bounds.DefectRecallBounds.__name__, recall_bounds.DefectRecallGate.__name__)
+    changed = 0
+    for spec in result.metrics_specs:
+        for metric in spec.metrics:
+            if metric.class_name not in gated:
+                continue
+            for threshold in metric.per_slice_thresholds:
+                value = threshold.threshold.value_threshold
+                if value.HasField("lower_bound"):
+                    value.lower_bound.value = min_defect_recall
+                    changed += 1
+    if not changed:
+        raise ValueError("the eval_config has no defect-recall threshold to set (is it build_eval_config's?)")
+    return result

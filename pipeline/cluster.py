@@ -82,9 +82,11 @@ class KubeflowConfig:
     """How the pipeline runs on Kubeflow Pipelines v2: image, Trainer resources, GPU scheduling."""
 
     image: str = DEFAULT_PIPELINE_IMAGE
+    #: The Trainer's image (``deploy/Dockerfile.gpu``, TensorFlow with CUDA); None: ``image``.
+    trainer_image: Optional[str] = None
     #: GPUs for the Trainer (0: CPU only) and their accelerator type; ``nvidia.com/gpu`` on
     #: Kubeflow, a Vertex type such as ``NVIDIA_TESLA_T4`` for Vertex AI Pipelines.
-    trainer_gpus: int = 0
+    trainer_gpus: int = 1
     gpu_type: str = NVIDIA_GPU
     #: Trainer CPU (cores) and memory (GB); requests equal limits. None: the cluster's defaults.
     trainer_cpu: Optional[float] = None
@@ -96,8 +98,10 @@ class KubeflowConfig:
     serving_pvc: Optional[str] = None
 
     def __post_init__(self):
-        if not self.image or any(c.isspace() for c in self.image):
-            raise ValueError(f"image {self.image!r} must be a non-empty image reference")
+        for name in ("image", "trainer_image"):
+            value = getattr(self, name)
+            if (value is not None or name == "image") and (not value or any(c.isspace() for c in value)):
+                raise ValueError(f"{name.replace('_', ' ')} {value!r} must be a non-empty image reference")
         if int(self.trainer_gpus) != self.trainer_gpus or self.trainer_gpus < 0:
             raise ValueError(f"trainer GPUs must be an integer >= 0; got {self.trainer_gpus!r}")
         for name in ("trainer_cpu", "trainer_memory_gb"):

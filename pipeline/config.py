@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from components.config import ImageConfig, ModuleConfig, TrainingConfig
 from components.evaluation import GateConfig
@@ -28,6 +28,17 @@ MIXED_MODES: Tuple[str, ...] = ("classes", "single", "multilabel")
 DEFAULT_SPLITS: Tuple[Tuple[str, float], ...] = (("train", 0.6), ("eval", 0.15), ("test", 0.25))
 #: Beam on one machine: the DirectRunner with one worker process per core.
 LOCAL_BEAM_ARGS: Tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+#: The pipeline's run-time parameters (TFX RuntimeParameters; on Kubeflow the run's arguments) and their
+#: types: a run may change them without recompiling. The local runner uses their defaults, which are
+#: this configuration's values (PipelineConfig.runtime_defaults).
+DATA_PATH_PARAMETER = "data_path"
+EPOCHS_PARAMETER = "epochs"
+MIN_DEFECT_RECALL_PARAMETER = "min_defect_recall"
+RUNTIME_PARAMETERS: Dict[str, type] = {
+    DATA_PATH_PARAMETER: str,
+    EPOCHS_PARAMETER: int,
+    MIN_DEFECT_RECALL_PARAMETER: float,
+}
 
 
 def stray_arguments(beam_args: Tuple[str, ...]) -> Tuple[str, ...]:
@@ -153,11 +164,43 @@ class PipelineConfig:
 
     @property
     def gate_config(self) -> GateConfig:
+        """The gate's thresholds (``gate``, or the defaults) over this run's classes, normal class and patterns."""
         if self.class_names is None:
             raise ValueError("the class set is not resolved yet: pipeline.classes.resolve_classes(config) fills it in")
-        return self.gate or GateConfig(
-            class_names=self.class_names, normal_class=self.image.normal_class, patterns=self.image.patterns
+        return replace(
+            self.gate or GateConfig(),
+            class_names=tuple(self.class_names),
+            normal_class=self.image.normal_class,
+            patterns=tuple(self.image.patterns),
         )
+
+    def runtime_defaults(self) -> Dict[str, Any]:
+        """The value of each run-time parameter (RUNTIME_PARAMETERS) that this configuration compiles in."""
+        values = {
+            DATA_PATH_PARAMETER: self.resolved_data_path,
+            EPOCHS_PARAMETER: self.training.epochs,
+            MIN_DEFECT_RECALL_PARAMETER: (self.gate or GateConfig()).min_defect_recall,
+        }
+        return {name: RUNTIME_PARAMETERS[name](value) for name, value in values.items()}
+
+    def with_runtime_arguments(self, arguments: Mapping[str, Any]) -> "PipelineConfig":
+        """The configuration a run with these run-time arguments amounts to (ValueError names a bad one)."""
+        config = self
+        for name, value in arguments.items():
+            try:
+                if name == DATA_PATH_PARAMETER:
+                    if not str(value).strip():
+                        raise ValueError("must not be empty")
+                    config = config.with_updates(data_path=str(value))
+                elif name == EPOCHS_PARAMETER:
+                    config = config.with_updates(training=replace(config.training, epochs=value))
+                elif name == MIN_DEFECT_RECALL_PARAMETER:
+                    config = config.with_updates(gate=replace(config.gate or GateConfig(), min_defect_recall=value))
+                else:
+                    raise ValueError(f"not a run-time parameter (known: {', '.join(RUNTIME_PARAMETERS)})")
+            except ValueError as error:
+                raise ValueError(f"{name}={value!r}: {error}") from None
+        return config
 
     def reader_options(self, data_format: str) -> Dict[str, Any]:
         """Keyword options for the reader of `data_format` that follow from this configuration."""

@@ -5,6 +5,8 @@ command line needs around it: the spec is checked locally first, the host is ask
 health (the stock client retries five times, five seconds apart), every request has a deadline,
 and whatever goes wrong (unreachable host, refused credentials, a spec the server rejects, a
 server error, a login page instead of the API) becomes a :class:`SubmitError` with one line.
+A run's arguments (``--param KEY=VALUE``) are checked against the spec's run-time parameters
+(``root.inputDefinitions.parameters``) and typed as it declares them before anything is sent.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import logging
 import os
 import socket
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 #: Environment variables read when the options are not given (the first is kfp's own).
 HOST_ENV = "KF_PIPELINES_ENDPOINT"
@@ -27,6 +29,10 @@ UI_HOST_ENV = "KF_PIPELINES_UI_ENDPOINT"
 
 class SubmitError(Exception):
     """A submission failed; ``str(error)`` is one line saying what is wrong."""
+
+
+class ParameterError(ValueError):
+    """A run argument the spec does not declare, or of the wrong type; ``str(error)`` is one line naming it."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class SubmitRequest:
     pipeline_root: Optional[str] = None
     ui_host: Optional[str] = None
     timeout_seconds: float = 60.0
+    #: The run's arguments: run-time parameter name -> value (typed as the spec declares it).
+    arguments: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,75 @@ def load_package(path: str):
     if not document.pipeline_spec.pipeline_info.name or not document.pipeline_spec.root.dag.tasks:
         raise SubmitError(f"{path} is not a KFP pipeline spec: it has no pipeline name or no tasks")
     return document
+
+
+def runtime_parameters(document: Any) -> Dict[str, Any]:
+    """The spec's run-time parameters (its root inputs), by name: their ``ParameterSpec`` protos."""
+    return dict(document.pipeline_spec.root.input_definitions.parameters)
+
+
+def _parse_number(text: str, kind: type) -> Any:
+    value = kind(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
+
+
+def _parse_boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(text)
+    return lowered == "true"
+
+
+def _parse_json(text: str, kind: type) -> Any:
+    value = json.loads(text)
+    if not isinstance(value, kind):
+        raise ValueError(text)
+    return value
+
+
+def _typed(name: str, text: str, parameter: Any) -> Any:
+    """``text`` as the value of a parameter of the spec's declared type; ParameterError if it is not one."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    kinds = pipeline_spec_pb2.ParameterType
+    parsers = {
+        kinds.STRING: ("a string", str),
+        kinds.NUMBER_INTEGER: ("an integer", lambda t: _parse_number(t, int)),
+        kinds.NUMBER_DOUBLE: ("a number", lambda t: _parse_number(t, float)),
+        kinds.BOOLEAN: ("a boolean (true or false)", _parse_boolean),
+        kinds.LIST: ("a JSON list", lambda t: _parse_json(t, list)),
+        kinds.STRUCT: ("a JSON object", lambda t: _parse_json(t, dict)),
+    }
+    kind = parameter.parameter_type
+    if kind not in parsers:
+        type_name = kinds.ParameterTypeEnum.Name(kind)
+        raise ParameterError(f"--param {name}: the spec's parameter type {type_name} is not supported")
+    label, parse = parsers[kind]
+    try:
+        return parse(text)
+    except ValueError:
+        raise ParameterError(f"--param {name}={text!r}: not {label}, as the spec declares it") from None
+
+
+def run_arguments(document: Any, pairs: Sequence[str]) -> Dict[str, Any]:
+    """The run's arguments from ``KEY=VALUE`` texts, typed as the spec declares each; ParameterError names
+    an unknown key, a repeated one or a value of the wrong type."""
+    declared = runtime_parameters(document)
+    arguments: Dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(f"--param {pair!r} must be KEY=VALUE")
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ParameterError(f"--param {name}: not a run-time parameter of the pipeline (it has: {known})")
+        if name in arguments:
+            raise ParameterError(f"--param {name} is given twice")
+        arguments[name] = _typed(name, text, declared[name])
+    return arguments
 
 
 def run_url(ui_host: str, run_id: str) -> str:
@@ -117,8 +194,14 @@ def describe_error(error: BaseException, host: str) -> str:
 
 
 def submit(request: SubmitRequest) -> SubmitResult:
-    """Creates (or reuses) the experiment and starts a run of the package; SubmitError on failure."""
-    load_package(request.package_path)
+    """Creates (or reuses) the experiment and starts a run of the package; SubmitError on failure
+    (ParameterError, before any request, for an argument the spec does not declare or of another type)."""
+    document = load_package(request.package_path)
+    declared = runtime_parameters(document)
+    for name, value in request.arguments.items():
+        if name not in declared:
+            raise ParameterError(f"argument {name}: not a run-time parameter of the pipeline ({', '.join(declared)})")
+        _typed(name, json.dumps(value) if not isinstance(value, str) else value, declared[name])
     if not request.host:
         raise SubmitError(f"no Kubeflow Pipelines host: pass --host URL or set {HOST_ENV}")
     previous_timeout = socket.getdefaulttimeout()
@@ -134,7 +217,7 @@ def submit(request: SubmitRequest) -> SubmitResult:
             _check_health(client, request.host)
             result = client.create_run_from_pipeline_package(
                 request.package_path,
-                arguments={},
+                arguments=dict(request.arguments),
                 run_name=request.run_name,
                 experiment_name=request.experiment,
                 namespace=request.namespace,

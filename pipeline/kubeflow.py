@@ -3,7 +3,11 @@
 ``KubeflowV2DagRunner`` turns the same TFX pipeline the local runner runs into a KFP pipeline
 spec (schema 2.1). On top of what the runner writes, this module
 
-- gives the Trainer its resources (CPU, memory, GPUs) through ``with_platform_config``;
+- gives the Trainer its resources (CPU, memory, GPUs) through ``with_platform_config`` and, if one
+  is named, its own image (the CUDA build of ``deploy/Dockerfile.gpu``);
+- writes each run-time parameter's default into the spec's root inputs (``isOptional``,
+  ``defaultValue``): TFX declares the parameters there without defaults, so KFP would demand a
+  value for every one in every run;
 - sets the spec's ``defaultPipelineRoot`` to the configured root (the runner leaves it empty,
   so KFP would fall back to its own MinIO root);
 - appends the Kubernetes platform section (kfp-kubernetes format, a second YAML document) with
@@ -18,7 +22,7 @@ import json
 import os
 
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import yaml
 
@@ -71,6 +75,40 @@ def kubernetes_platform(kubeflow: KubeflowConfig) -> Dict[str, Any]:
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
+def component_images(kubeflow: KubeflowConfig) -> Any:
+    """KubeflowV2DagRunner's ``default_image``: one image, or a map with the Trainer's own."""
+    if not kubeflow.trainer_image or kubeflow.trainer_image == kubeflow.image:
+        return kubeflow.image
+    from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY
+
+    return {DEFAULT_IMAGE_PATH_KEY: kubeflow.image, TRAINER_ID: kubeflow.trainer_image}
+
+
+def runtime_parameter_defaults(pipeline: Any) -> Dict[str, Any]:
+    """Each TFX RuntimeParameter the pipeline's components take, by name, with its default."""
+    from tfx.orchestration import data_types
+
+    defaults: Dict[str, Any] = {}
+    for component in pipeline.components:
+        for value in component.exec_properties.values():
+            if isinstance(value, data_types.RuntimeParameter):
+                if defaults.get(value.name, value.default) != value.default:
+                    raise ValueError(f"run-time parameter {value.name!r} has two defaults")
+                defaults[value.name] = value.default
+    return defaults
+
+
+def set_parameter_defaults(spec: Dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Marks each run-time parameter of the spec's root inputs optional, with its default."""
+    parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    missing = sorted(set(defaults) - set(parameters))
+    if missing:
+        raise ValueError(f"run-time parameters {missing} are missing from the compiled spec's root inputs")
+    for name, default in defaults.items():
+        parameters[name]["defaultValue"] = default
+        parameters[name]["isOptional"] = True
+
+
 def build_pipeline_job(config: PipelineConfig, kubeflow: KubeflowConfig) -> Dict[str, Any]:
     """The PipelineJob dict (``pipelineSpec``, ``runtimeConfig``, ...) for ``config`` on Kubeflow."""
     from tfx import v1 as tfx
@@ -88,10 +126,11 @@ def build_pipeline_job(config: PipelineConfig, kubeflow: KubeflowConfig) -> Dict
             raise ValueError(f"the pipeline has no single {TRAINER_ID!r} component to give resources to")
         trainer[0].with_platform_config(resources)
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-        default_image=kubeflow.image, use_pipeline_spec_2_1=True
+        default_image=component_images(kubeflow), use_pipeline_spec_2_1=True
     )
     job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(pipeline, write_out=False)
     job["pipelineSpec"]["defaultPipelineRoot"] = config.pipeline_root
+    set_parameter_defaults(job["pipelineSpec"], runtime_parameter_defaults(pipeline))
     return job
 
 

@@ -1,16 +1,22 @@
 """Compiles the spanet pipeline for Kubeflow Pipelines v2 and, optionally, submits a run.
 
     python pipeline/run_kubeflow.py --output spanet_kfp.yaml \\
-        --image REGISTRY/spanet-tfx:0.1.0 --pipeline-root gs://BUCKET/spanet/root \\
+        --image REGISTRY/spanet-tfx:0.1.0 --trainer-image REGISTRY/spanet-tfx:0.1.0-gpu \\
+        --pipeline-root gs://BUCKET/spanet/root \\
         --data gs://BUCKET/wafers --format png --serving-dir gs://BUCKET/spanet/serving/spanet \\
         --gpus 1 --trainer-cpu 8 --trainer-memory-gb 32 \\
         --node-selector cloud.google.com/gke-accelerator=nvidia-tesla-t4 --toleration nvidia.com/gpu:NoSchedule
-    python pipeline/run_kubeflow.py --output spanet_kfp.yaml ... --submit --host http://localhost:8080
+    python pipeline/run_kubeflow.py --output spanet_kfp.yaml ... --submit --host http://localhost:8080 \\
+        --param epochs=60 --param min_defect_recall=0.995
     python pipeline/run_kubeflow.py --output spanet_kfp.yaml --vertex-json spanet_vertex.json \\
         --gpu-type NVIDIA_TESLA_T4 ...
 
-The spec is the same ``create_pipeline(config)`` the local runner runs; component code is
-referenced by import path inside the image. Unknown ``--options`` are Beam arguments (e.g.
+The spec is the same ``create_pipeline(config)`` the local runner runs, built from the same
+options (``pipeline/arguments.py``); component code is referenced by import path inside the image.
+The Trainer gets one GPU unless ``--gpus`` says otherwise (``--gpus 0``: CPU), in ``--trainer-image``
+if given (``deploy/Dockerfile.gpu``). The data path, the epochs and the gate's minimum defect recall
+are run-time parameters whose defaults are the compiled values; ``--param KEY=VALUE`` sets them for
+the submitted run. Unknown ``--options`` are Beam arguments (e.g.
 ``--runner=DataflowRunner --project=P --region=R --temp_location=gs://...``). See docs/kubeflow.md.
 """
 
@@ -25,21 +31,30 @@ if __package__ in (None, ""):
 import pipeline.startup  # noqa: E402,F401  (before TensorFlow is imported)
 
 import argparse  # noqa: E402
-from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, Tuple  # noqa: E402
 
-from pipeline.classes import add_class_arguments, apply_class_arguments, classes_for_compile  # noqa: E402
+from pipeline.arguments import add_pipeline_arguments, apply_beam_arguments, apply_pipeline_arguments  # noqa: E402
+from pipeline.classes import classes_for_compile  # noqa: E402
 from pipeline.cluster import MODELS_MOUNT, DEFAULT_PIPELINE_IMAGE, NVIDIA_GPU, KubeflowConfig, Toleration, parse_label  # noqa: E402
-from pipeline.config import LOCAL_BEAM_ARGS, PipelineConfig, stray_arguments  # noqa: E402
-from pipeline.kfp_submit import HOST_ENV, TOKEN_ENV, SubmitError, SubmitRequest, submit  # noqa: E402
-from spanet.data.readers import FORMATS  # noqa: E402
+from pipeline.config import DATA_PATH_PARAMETER, RUNTIME_PARAMETERS, PipelineConfig, stray_arguments  # noqa: E402
+from pipeline.kfp_submit import (  # noqa: E402
+    HOST_ENV,
+    TOKEN_ENV,
+    ParameterError,
+    SubmitError,
+    SubmitRequest,
+    load_package,
+    run_arguments,
+    submit,
+)
 
 PROG = "run_kubeflow.py"
 #: On a cluster the root must be shared storage, not a local folder.
 REMOTE_ROOT_SCHEMES = ("gs://", "s3://", "minio://", "/")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
+def build_parser() -> argparse.ArgumentParser:
+    """The compiler's options: those of pipeline.arguments, the image, root, Trainer resources and submission."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -60,11 +75,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     pipe.add_argument(
         "--pipeline-name", default=PipelineConfig.pipeline_name, help="pipeline name (default: %(default)s)"
     )
-    pipe.add_argument("--data", help="data set path readable from the cluster (gs://, s3:// or a mounted path)")
-    pipe.add_argument("--format", default="auto", choices=FORMATS, help="data format (default: %(default)s)")
-    pipe.add_argument(
-        "--model-name", default=PipelineConfig.model_name, help="name the model is served under (default: %(default)s)"
-    )
     pipe.add_argument(
         "--serving-dir",
         help="the Pusher's base directory (TF Serving's model base path), e.g. gs://bucket/serving/spanet",
@@ -73,11 +83,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
         "--serving-pvc",
         help=f"mount this PVC at {MODELS_MOUNT} in the Pusher's pod and push to {MODELS_MOUNT}/<model name>",
     )
-    pipe.add_argument("--epochs", type=int, help="maximum training epochs")
-    add_class_arguments(pipe)
-    pipe.add_argument("--no-cache", action="store_true", help="re-run every component")
+    model = parser.add_argument_group("data, model, classes and gate (as run_local.py)")
+    add_pipeline_arguments(
+        model,
+        data_help="data set path readable from the cluster (gs://, s3:// or a mounted path); "
+        f"the default of the run-time parameter {DATA_PATH_PARAMETER!r}",
+    )
     trainer = parser.add_argument_group("trainer resources and scheduling")
-    trainer.add_argument("--gpus", type=int, default=0, help="GPUs for the Trainer (default: %(default)s)")
+    trainer.add_argument(
+        "--gpus",
+        type=int,
+        default=KubeflowConfig.trainer_gpus,
+        help="GPUs for the Trainer; 0: train on CPU (default: %(default)s)",
+    )
+    trainer.add_argument(
+        "--trainer-image",
+        help="the Trainer's image, built from deploy/Dockerfile.gpu for GPUs (default: --image)",
+    )
     trainer.add_argument(
         "--gpu-type", default=NVIDIA_GPU, help="accelerator type (default: %(default)s; Vertex: e.g. NVIDIA_TESLA_T4)"
     )
@@ -112,7 +134,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
     run.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for each request (default: %(default)s)"
     )
-    return parser.parse_known_args(argv)
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a run-time parameter of the run ({', '.join(RUNTIME_PARAMETERS)}; repeatable; "
+        "default: the compiled values)",
+    )
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
+    """The parsed options and the arguments left for Beam."""
+    return build_parser().parse_known_args(argv)
 
 
 def configs_from_args(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineConfig, KubeflowConfig]:
@@ -125,28 +160,17 @@ def configs_from_args(args: argparse.Namespace, beam_args: List[str]) -> Tuple[P
     if args.serving_dir and args.serving_pvc:
         raise ValueError("give --serving-dir or --serving-pvc, not both")
     # model_name also reaches the Trainer (PipelineConfig.module_config): its warm-up requests carry it.
-    config = apply_class_arguments(
-        PipelineConfig(pipeline_name=args.pipeline_name, model_name=args.model_name, enable_cache=not args.no_cache),
-        args,
-    )
-    if args.epochs is not None:
-        config = config.with_updates(training=replace(config.training, epochs=args.epochs))
+    config = apply_pipeline_arguments(PipelineConfig(pipeline_name=args.pipeline_name), args)
     if args.pipeline_root:
         config = config.with_updates(pipeline_root_override=args.pipeline_root)
-    if args.data:
-        config = config.with_updates(data_path=args.data, data_format=args.format)
     if args.serving_pvc:
         config = config.with_updates(serving_base_dir=f"{MODELS_MOUNT}/{args.model_name}")
     elif args.serving_dir:
         config = config.with_updates(serving_base_dir=args.serving_dir)
-    if beam_args:
-        # As in run_local.py: a named runner replaces the DirectRunner settings; other flags add to them.
-        custom_runner = any(a.startswith("--runner") for a in beam_args)
-        config = config.with_updates(
-            beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args)
-        )
+    config = apply_beam_arguments(config, beam_args)
     kubeflow = KubeflowConfig(
         image=args.image,
+        trainer_image=args.trainer_image,
         trainer_gpus=args.gpus,
         gpu_type=args.gpu_type,
         trainer_cpu=args.trainer_cpu,
@@ -176,6 +200,11 @@ def warnings_for(config: PipelineConfig, kubeflow: KubeflowConfig) -> List[str]:
             f"--image is the default {DEFAULT_PIPELINE_IMAGE!r}: "
             "push deploy/Dockerfile's image to your registry and name it"
         )
+    if kubeflow.trainer_gpus and not kubeflow.trainer_image:
+        notes.append(
+            f"--gpus {kubeflow.trainer_gpus} without --trainer-image: the Trainer runs in --image, "
+            "which must then be the CUDA build of deploy/Dockerfile.gpu (or pass --gpus 0 to train on CPU)"
+        )
     return notes
 
 
@@ -193,6 +222,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     if args.submit and not args.host:
         print(f"{PROG}: --submit needs --host URL (or {HOST_ENV})", file=sys.stderr)
+        return 2
+    if args.param and not args.submit:
+        print(f"{PROG}: --param sets an argument of a run: it needs --submit", file=sys.stderr)
         return 2
 
     from pipeline.kubeflow import compile_pipeline
@@ -214,6 +246,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     if not args.submit:
         return 0
+    try:
+        arguments = run_arguments(load_package(args.output), args.param)
+        config.with_runtime_arguments(arguments)  # the values the typed configuration accepts
+    except ParameterError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"{PROG}: --param {error}", file=sys.stderr)
+        return 2
+    except SubmitError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
     request = SubmitRequest(
         package_path=args.output,
         host=args.host,
@@ -224,12 +268,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pipeline_root=config.pipeline_root,
         ui_host=args.ui_host,
         timeout_seconds=args.timeout,
+        arguments=arguments,
     )
     try:
         result = submit(request)
     except SubmitError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
+    if arguments:
+        print("  arguments " + ", ".join(f"{name}={value!r}" for name, value in arguments.items()))
     print(f"Run started: {result.run_url}")
     return 0
 

@@ -27,9 +27,14 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import List, Optional, Sequence, TextIO, Tuple  # noqa: E402
 
-from pipeline.classes import add_class_arguments, apply_class_arguments, resolve_classes, unlisted_labels  # noqa: E402
-from pipeline.config import LOCAL_BEAM_ARGS, DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
-from spanet.data.readers import FORMATS  # noqa: E402
+from pipeline.arguments import (  # noqa: E402
+    OptionError,
+    add_pipeline_arguments,
+    apply_beam_arguments,
+    apply_pipeline_arguments,
+)
+from pipeline.classes import resolve_classes, unlisted_labels  # noqa: E402
+from pipeline.config import DefaultDataConfig, PipelineConfig, stray_arguments  # noqa: E402
 
 #: Exit statuses: 0 a model was blessed and pushed; bad input or arguments (stopped before or during
 #: ingestion); the run finished but the gate refused the model (nothing pushed); Ctrl-C (128 + SIGINT).
@@ -37,18 +42,19 @@ from spanet.data.readers import FORMATS  # noqa: E402
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
 EXIT_INTERRUPTED = 130
+PROG = "run_local.py"
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
+def build_parser() -> argparse.ArgumentParser:
+    """The local runner's options: those of pipeline.arguments, the output root and the default data's size."""
     parser = argparse.ArgumentParser(
+        prog=PROG,
         description="Run the spanet TFX pipeline locally (with no arguments: on the embedded synthetic data).",
         epilog="Unknown --options are passed to Apache Beam (e.g. --runner=DataflowRunner --project=...).",
     )
     parser.add_argument(
         "--output-root", default="spanet_output", help="pipeline root, metadata and serving dir (default: %(default)s)"
     )
-    parser.add_argument("--data", help="data set path (default: generate the embedded synthetic set once)")
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="data format (default: %(default)s)")
     parser.add_argument(
         "--count",
         type=int,
@@ -56,64 +62,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
         help="size of the generated default data set (about 800 at least: fewer leave some class "
         "out of a split, and the run is refused before it starts)",
     )
-    parser.add_argument(
-        "--model", default="spanet", help="network: spanet, ghostnet, mobilenet_v2, mobilenet_v3, resnet50_gc"
-    )
-    parser.add_argument("--width", type=float, help="width multiplier (1.0 = the paper's 5.1M-parameter network)")
-    parser.add_argument("--r", type=float, help="composition ratio of self-proliferation, in (0, 1]")
-    parser.add_argument("--epochs", type=int, help="maximum training epochs (early stopping may end sooner)")
-    parser.add_argument("--batch-size", type=int, help="training batch size")
-    parser.add_argument("--image-size", type=int, help="model input height and width in pixels")
-    parser.add_argument("--channels", type=int, choices=[1, 3], help="1 for wafer maps / grey images, 3 for RGB")
-    add_class_arguments(parser)
-    parser.add_argument("--model-name", default=PipelineConfig.model_name, help="name the model is served under")
-    parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+    add_pipeline_arguments(parser, data_help="data set path (default: generate the embedded synthetic set once)")
     parser.add_argument(
         "--verbose",
         action="store_true",
         help="show the libraries' logs and warnings on the terminal (default: only in the run's log file)",
     )
-    return parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, List[str]]:
+    """The parsed options and the arguments left for Beam."""
+    return build_parser().parse_known_args(argv)
 
 
 def config_from_args(args: argparse.Namespace, beam_args: List[str]) -> PipelineConfig:
-    """The pipeline configuration for these command-line arguments."""
+    """The pipeline configuration for these command-line arguments (OptionError names a bad option)."""
     # Absolute paths: ML Metadata records the artifact URIs as given, and lineage must resolve from any directory.
-    config = apply_class_arguments(
-        PipelineConfig(
-            output_root=os.path.abspath(args.output_root), model_name=args.model_name, enable_cache=not args.no_cache
-        ),
-        args,
-    )
-    training = {
-        k: v
-        for k, v in dict(
-            model=args.model, width=args.width, r=args.r, epochs=args.epochs, batch_size=args.batch_size
-        ).items()
-        if v is not None
-    }
-    image = {}
-    if args.image_size is not None:
-        image.update(height=args.image_size, width=args.image_size)
-    if args.channels is not None:
-        image["channels"] = args.channels
-    config = config.with_updates(
-        training=replace(config.training, **training),
-        image=replace(config.image, **image),
-        default_data=replace(config.default_data, count=args.count),
-    )
-    if args.data:
-        local = "://" not in args.data
-        config = config.with_updates(
-            data_path=os.path.abspath(args.data) if local else args.data, data_format=args.format
-        )
-    if beam_args:
-        # A user's runner replaces the local DirectRunner settings; plain extra flags add to them.
-        custom_runner = any(a.startswith("--runner") for a in beam_args)
-        config = config.with_updates(
-            beam_args=tuple(beam_args) if custom_runner else LOCAL_BEAM_ARGS + tuple(beam_args)
-        )
-    return config
+    config = PipelineConfig(output_root=os.path.abspath(args.output_root))
+    config = apply_pipeline_arguments(config, args)
+    config = config.with_updates(default_data=replace(config.default_data, count=args.count))
+    return apply_beam_arguments(config, beam_args)
 
 
 def ensure_default_data(config: PipelineConfig) -> str:
@@ -300,12 +269,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = parse_args(argv)
     unknown = stray_arguments(tuple(beam_args))
     if unknown:
-        print(f"run_local.py: unexpected argument(s) {list(unknown)}; options start with --", file=sys.stderr)
+        print(f"{PROG}: unexpected argument(s) {list(unknown)}; options start with --", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        config = config_from_args(args, beam_args)
+    except OptionError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     interrupts = _Interrupts()
     previous = signal.signal(signal.SIGINT, interrupts)
     try:
-        code = run(config_from_args(args, beam_args), verbose=args.verbose)
+        code = run(config, verbose=args.verbose)
     except BaseException:
         if not interrupts.seen:
             raise

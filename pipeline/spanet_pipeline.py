@@ -4,35 +4,56 @@ WaferExampleGen -> StatisticsGen -> ClassSchemaGen (curated schema + this run's 
 -> SchemaAnomalyGate -> Transform -> Trainer -> Resolver (latest blessed model)
 -> Evaluator (defect-recall gate on the test split) -> EvaluationReporter (report.html)
 -> Pusher (TF Serving layout).
+
+The data path, the training epochs and the gate's minimum defect recall are TFX RuntimeParameters
+(``pipeline.config.RUNTIME_PARAMETERS``) whose defaults are the configuration's values: the local
+runner resolves the defaults, a Kubeflow run may pass other values as its arguments. Each is a whole
+primitive execution property (TFX's Kubeflow V2 compiler supports nothing else): WaferExampleGen's
+``data_path``, and ``epochs`` / ``min_defect_recall`` of ``components.run_parameters``' Trainer and
+Evaluator (and the report's ``min_defect_recall``).
 """
 
 from __future__ import annotations
 
 import json
-
-
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tfx import v1 as tfx
 
 from components.anomaly_gate import SchemaAnomalyGate
 from components.class_schema import ClassSchemaGen
+from components import run_parameters
 from components.evaluation import build_eval_config
 from components.report.component import EvaluationReporter
 from components.wafer_example_gen import WaferExampleGen
-from pipeline.config import PipelineConfig
+from pipeline.config import (
+    DATA_PATH_PARAMETER,
+    EPOCHS_PARAMETER,
+    MIN_DEFECT_RECALL_PARAMETER,
+    RUNTIME_PARAMETERS,
+    PipelineConfig,
+)
 
 #: Component code is referenced by import path, so a container image with the package runs it.
 PREPROCESSING_FN = "components.transform.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 
+def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
+    """The pipeline's run-time parameters, by name, each defaulting to the configuration's value."""
+    return {
+        name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=RUNTIME_PARAMETERS[name], default=default)
+        for name, default in config.runtime_defaults().items()
+    }
+
+
 def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.dsl.components.base.base_node.BaseNode]:
     """The pipeline's components, wired, in execution order."""
     custom_config = config.module_config.to_custom_config()
+    parameters = runtime_parameters(config)
 
     example_gen = WaferExampleGen(
-        data_path=config.resolved_data_path,
+        data_path=parameters[DATA_PATH_PARAMETER],
         data_format=config.resolved_data_format,
         split_ratios=dict(config.splits),
         seed=config.split_seed,
@@ -60,7 +81,7 @@ def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.d
     )
     transform.add_upstream_node(anomaly_gate)
 
-    trainer = tfx.components.Trainer(
+    trainer = run_parameters.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -68,6 +89,7 @@ def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.d
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=custom_config,
+        epochs=parameters[EPOCHS_PARAMETER],
     )
 
     model_resolver = tfx.dsl.Resolver(
@@ -76,13 +98,14 @@ def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.d
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = run_parameters.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=build_eval_config(config.gate_config),
         example_splits=["test"],
         schema=schema_gen.outputs["schema"],
+        min_defect_recall=parameters[MIN_DEFECT_RECALL_PARAMETER],
     )
 
     pusher = tfx.components.Pusher(
@@ -102,7 +125,7 @@ def create_components(config: PipelineConfig, run_id: object = "") -> List[tfx.d
         examples=example_gen.outputs["examples"],
         quarantine=example_gen.outputs["quarantine"],
         pushed_model=pusher.outputs["pushed_model"],
-        min_defect_recall=config.gate_config.min_defect_recall,
+        min_defect_recall=parameters[MIN_DEFECT_RECALL_PARAMETER],
         max_false_alarm_rate=config.gate_config.max_false_alarm_rate,
         class_order=json.dumps(list(config.display_classes)),
         run_id=run_id,

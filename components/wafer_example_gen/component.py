@@ -1,11 +1,16 @@
 """The WaferExampleGen component: configuration by execution properties only (JSON strings, ints),
-so the same component runs under LocalDagRunner and compiles for Kubeflow V2."""
+so the same component runs under LocalDagRunner and compiles for Kubeflow V2.
+
+``data_path`` may be a TFX RuntimeParameter (str): a Kubeflow run then reads the data its arguments
+name, without recompiling; the local runner uses the parameter's default.
+"""
 
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
@@ -57,7 +62,7 @@ class WaferExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(
         self,
-        data_path: str,
+        data_path: Union[str, data_types.RuntimeParameter],
         data_format: str = "auto",
         split_ratios: Optional[Mapping[str, float]] = None,
         seed: int = 0,
@@ -72,7 +77,7 @@ class WaferExampleGen(base_beam_component.BaseBeamComponent):
         except TypeError as exc:
             raise ValueError(f"reader_options must be JSON-serialisable: {exc}") from None
         spec = WaferExampleGenSpec(
-            data_path=str(data_path),
+            data_path=data_path if isinstance(data_path, data_types.RuntimeParameter) else str(data_path),
             data_format=data_format,
             split_ratios=json.dumps(ratios),
             seed=int(seed),

@@ -225,3 +225,91 @@ def test_errors_reach_the_command_line_as_one_line_and_exit_1(package, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1] == f"run_kubeflow.py: cannot reach Kubeflow Pipelines at {url}: connection refused"
     assert not any("Traceback" in line for line in err)
+
+
+def _cli(host, tmp_path, *extra):
+    return [
+        "--output",
+        str(tmp_path / "spanet.yaml"),
+        "--image",
+        "spanet:test",
+        "--pipeline-root",
+        "gs://b/root",
+        "--data",
+        "gs://b/w",
+        "--classes",
+        "none,Scratch",
+        "--serving-dir",
+        "gs://b/s",
+        "--submit",
+        "--host",
+        _url(host),
+        *extra,
+    ]
+
+
+def test_run_time_parameters_reach_the_run_as_typed_arguments(host, tmp_path, capsys):
+    from pipeline.run_kubeflow import main
+
+    params = ["--param", "epochs=3", "--param", "min_defect_recall=0.95", "--param", "data_path=gs://b/other"]
+    code = main(_cli(host, tmp_path, *params))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "arguments epochs=3, min_defect_recall=0.95, data_path='gs://b/other'" in captured.out
+    run = {(r["method"], r["path"].split("?")[0]): r for r in host.requests}[("POST", "/apis/v2beta1/runs")]
+    assert run["body"]["runtime_config"]["parameters"] == {
+        "epochs": 3,
+        "min_defect_recall": 0.95,
+        "data_path": "gs://b/other",
+    }
+    # the parameters the run names are the spec's root inputs, which the uploaded spec declares
+    uploaded = run["body"]["pipeline_spec"]  # the spec itself (no platform section in this package)
+    declared = uploaded["root"]["inputDefinitions"]["parameters"]
+    assert set(declared) == set(run["body"]["runtime_config"]["parameters"])
+
+
+def test_without_params_the_run_takes_the_compiled_defaults(host, tmp_path, capsys):
+    from pipeline.run_kubeflow import main
+
+    assert main(_cli(host, tmp_path)) == 0, capsys.readouterr().err
+    run = {(r["method"], r["path"].split("?")[0]): r for r in host.requests}[("POST", "/apis/v2beta1/runs")]
+    assert not run["body"]["runtime_config"].get("parameters")
+
+
+@pytest.mark.parametrize(
+    "param, message",
+    [
+        ("epoch=3", "--param epoch: not a run-time parameter of the pipeline (it has: data_path, epochs, "),
+        ("epochs=three", "--param epochs='three': not an integer, as the spec declares it"),
+        ("epochs=2.5", "--param epochs='2.5': not an integer"),
+        ("min_defect_recall=high", "--param min_defect_recall='high': not a number"),
+        ("min_defect_recall=1.5", "--param min_defect_recall=1.5: min_defect_recall must be in [0, 1]"),
+        ("epochs=0", "--param epochs=0: epochs must be an integer >= 1"),
+        ("epochs", "--param 'epochs' must be KEY=VALUE"),
+    ],
+)
+def test_a_bad_param_is_one_line_and_exit_2_before_any_upload(param, message, host, tmp_path, capsys):
+    from pipeline.run_kubeflow import main
+
+    assert main(_cli(host, tmp_path, "--param", param)) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "note:" not in line]
+    assert len(err) == 1 and message in err[0], err
+    assert not any(r["method"] == "POST" for r in host.requests)  # nothing uploaded, no run
+
+
+def test_param_without_submit_is_refused(tmp_path, capsys):
+    from pipeline.run_kubeflow import main
+
+    assert main(["--output", str(tmp_path / "p.yaml"), "--param", "epochs=3"]) == 2
+    assert "--param sets an argument of a run: it needs --submit" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_submit_checks_the_arguments_against_the_spec_itself(host, package):
+    from pipeline.kfp_submit import ParameterError, SubmitRequest, submit
+
+    with pytest.raises(ParameterError, match="argument width: not a run-time parameter"):
+        submit(SubmitRequest(package_path=str(package), host=_url(host), arguments={"width": 1.0}))
+    with pytest.raises(ParameterError, match="epochs='3.5': not an integer"):
+        submit(SubmitRequest(package_path=str(package), host=_url(host), arguments={"epochs": 3.5}))
+    assert host.requests == []
