@@ -115,6 +115,9 @@ class TrainingConfig:
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 10
     epochs: int = 32
+    # The batch of one replica (spanet.distribute): on N GPUs or workers a step takes N x batch_size
+    # examples, and the learning rates, tuned at batch_size, are scaled to that global batch (linearly;
+    # Adam: by its square root) behind a warm-up of at least one epoch. One device: exactly as configured.
     batch_size: int = 64
     # Epochs without a better eval loss before training stops. Long enough for the cosine schedule to
     # anneal: with 5, runs on the default data stopped at epoch 16 of 30 with the rate still high.

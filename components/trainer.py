@@ -19,6 +19,8 @@ import os
 
 import json
 import math
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,7 +34,7 @@ from components.operating_point import OperatingPoint, choose_threshold
 from components.serving import ServingModel, export_serving_model
 from components.transform import decode, resize
 from components.warmup import WARMUP_FILE, warmup_file_bytes
-from spanet import CircleLoss, build_model, make_learning_rate, make_optimizer, recipe
+from spanet import CircleLoss, build_model, distribute, make_learning_rate, make_optimizer, recipe
 from spanet._keras import keras
 from spanet.augment import augment_wafer_map, dihedral, mean_over_orientations
 from spanet.batchnorm import PreciseBatchNormValidation
@@ -212,6 +214,46 @@ def class_names_and_normal_id(tft_output: tft.TFTransformOutput, image: ImageCon
     return names, names.index(image.normal_class)
 
 
+def learning_rate_for(
+    config: TrainingConfig, replica_count: int, steps_per_epoch: int, epochs: int
+) -> Tuple[Any, List[keras.callbacks.Callback]]:
+    """The configured schedule for ``replica_count`` replicas of ``config.batch_size`` each.
+
+    One replica: exactly the configured schedule. More: the rates scaled to the global batch
+    (``spanet.distribute.scale_learning_rate``) behind a warm-up of at least one epoch; a ``constant``
+    rate then becomes a warmed-up constant (a cosine from the rate to itself), and ``plateau`` (a
+    callback on a plain rate) starts at the scaled rate without one.
+    """
+    global_batch = distribute.global_batch_size(config.batch_size, replica_count)
+    schedule = config.schedule
+    initial = distribute.scale_learning_rate(config.learning_rate, global_batch, config.batch_size, config.optimizer)
+    final = distribute.scale_learning_rate(
+        config.final_learning_rate, global_batch, config.batch_size, config.optimizer
+    )
+    warmup_epochs = distribute.scaled_warmup_epochs(config.warmup_epochs, global_batch, config.batch_size)
+    if replica_count > 1:
+        logging.info(
+            "%d replicas: global batch %d, learning rate %g (configured %g at batch %d), %d warm-up epoch(s)",
+            replica_count,
+            global_batch,
+            initial,
+            config.learning_rate,
+            config.batch_size,
+            warmup_epochs,
+        )
+        if schedule == "constant":
+            schedule, final = "cosine", initial
+        elif schedule == "plateau":
+            logging.warning("the plateau schedule has no warm-up: training starts at the scaled rate %g", initial)
+    return make_learning_rate(
+        schedule,
+        initial,
+        final,
+        total_steps=epochs * steps_per_epoch,
+        warmup_steps=warmup_epochs * steps_per_epoch,
+    )
+
+
 def fit(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -223,25 +265,32 @@ def fit(
     multilabel: bool = False,
 ) -> keras.callbacks.History:
     """Compiles and trains with Circle Loss (its multi-label form with ``multilabel``); logs to
-    TensorBoard and CSV in ``run_dir``; stops early on eval."""
-    rate, schedule_callbacks = make_learning_rate(
-        config.schedule,
-        config.learning_rate,
-        config.final_learning_rate,
-        total_steps=epochs * steps_per_epoch,
-        warmup_steps=config.warmup_epochs * steps_per_epoch,
+    TensorBoard and CSV in ``run_dir``; stops early on eval.
+
+    The model's strategy (the one it was built under) trains it: ``train`` and ``evaluation`` must then
+    be batched with the global batch (``spanet.distribute.global_batch_size``) and ``steps_per_epoch``
+    count global steps; the learning rate is the configured one scaled to that batch
+    (:func:`learning_rate_for`).
+    """
+    rate, schedule_callbacks = learning_rate_for(
+        config, distribute.replicas(model.distribute_strategy), steps_per_epoch, epochs
     )
-    model.compile(
-        optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
-        loss=CircleLoss(config.gamma, config.margin, form="multilabel" if multilabel else "class"),
-        # Multi-label: the exact-match rate is judged after calibration (the cosines' boundary is 0.5).
-        metrics=[] if multilabel else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        # The batches carry class weights for the loss; the accuracy is the plain one (and Keras
-        # otherwise warns at every evaluation that the weights are not applied to it).
-        weighted_metrics=[],
-        steps_per_execution=config.steps_per_execution,
-    )
-    trace_once(model)
+    # The optimizer's slots, the metrics and the loss belong to the model's strategy (Keras refuses
+    # metrics made outside it); under the default strategy the scope changes nothing.
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=make_optimizer(config.optimizer, rate, weight_decay=config.weight_decay),
+            # Reduction SUM_OVER_BATCH_SIZE (Keras' default): under a strategy each replica's mean is
+            # divided by the replicas, so the summed gradients are the global batch's mean.
+            loss=CircleLoss(config.gamma, config.margin, form="multilabel" if multilabel else "class"),
+            # Multi-label: the exact-match rate is judged after calibration (the cosines' boundary is 0.5).
+            metrics=[] if multilabel else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            # The batches carry class weights for the loss; the accuracy is the plain one (and Keras
+            # otherwise warns at every evaluation that the weights are not applied to it).
+            weighted_metrics=[],
+            steps_per_execution=config.steps_per_execution,
+        )
+        trace_once(model)
     tf.io.gfile.makedirs(run_dir)
     # BN statistics trail the weights on small data; re-estimate them before every validation so
     # early stopping, the logs and the exported model all see true inference-mode behaviour.
@@ -328,10 +377,30 @@ def calibrate(
 
 
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (``run_fn='components.trainer.run_fn'``)."""
+    """TFX Trainer entry point (``run_fn='components.trainer.run_fn'``).
+
+    Trains on the devices the node has (``spanet.distribute.choose_strategy``: several GPUs mirrored,
+    several ``TF_CONFIG`` workers multi-worker, else one device); ``batch_size`` is per replica.
+    """
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = distribute.choose_strategy()
     module_config = ModuleConfig.from_custom_config(fn_args.custom_config)
     image, config = module_config.image, module_config.training
     tf.keras.utils.set_random_seed(config.seed)
+    replica_count = distribute.replicas(strategy)
+    batch_size = distribute.global_batch_size(config.batch_size, replica_count)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    # Every worker runs the same steps (collective ops), but only the chief's files are the run's.
+    chief = distribute.is_chief()
+    run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="spanet-worker-")
+    logging.info(
+        "strategy %s: %d replica(s), global batch %d (%d per replica)%s",
+        type(strategy).__name__,
+        replica_count,
+        batch_size,
+        config.batch_size,
+        "" if chief else "; not the chief: logs and export go to a temporary folder",
+    )
 
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names, normal_id = class_names_and_normal_id(tft_output, image)
@@ -354,7 +423,7 @@ def run_fn(fn_args) -> None:
         fn_args.train_files,
         class_names,
         image,
-        config.batch_size,
+        batch_size,
         True,
         weights,
         config,
@@ -365,26 +434,29 @@ def run_fn(fn_args) -> None:
         fn_args.eval_files,
         class_names,
         image,
-        config.batch_size,
+        batch_size,
         False,
         np.ones(num_classes, np.float32),
         config,
         len(eval_labels),
         targets=targets,
     )
-    steps_per_epoch = max(1, math.ceil(len(train_labels) / config.batch_size))
+    if multi_worker:
+        train, evaluation = distribute.shard_by_data(train), distribute.shard_by_data(evaluation)
+    steps_per_epoch = max(1, math.ceil(len(train_labels) / batch_size))
     epochs = config.epochs
     if fn_args.train_steps:  # TrainArgs(num_steps=...) caps the total
         epochs = max(1, min(epochs, math.ceil(fn_args.train_steps / steps_per_epoch)))
 
     outputs = class_names if targets is None else list(image.patterns)  # the network's output columns
-    model = build_classifier(len(outputs), image, config)
-    history = fit(model, train, evaluation, config, fn_args.model_run_dir, steps_per_epoch, epochs, image.multilabel)
+    with strategy.scope():  # the model's variables are mirrored on every replica
+        model = build_classifier(len(outputs), image, config)
+    history = fit(model, train, evaluation, config, run_dir, steps_per_epoch, epochs, image.multilabel)
     train_inputs = make_dataset(
         fn_args.train_files,
         class_names,
         image,
-        config.batch_size,
+        batch_size,
         False,
         weights,
         config,
@@ -419,6 +491,8 @@ def run_fn(fn_args) -> None:
         # The label values trained on (multi-label: each combination of patterns seen, and the normal class).
         "label_names": class_names,
         "epochs_run": len(history.history["loss"]),
+        "replicas": replica_count,
+        "global_batch_size": batch_size,
         "train_examples": int(len(train_labels)),
         "eval_examples": int(len(eval_labels)),
         "class_weights": weights.tolist(),
@@ -429,7 +503,7 @@ def run_fn(fn_args) -> None:
         **module_config.to_custom_config(),  # "image" and "training"
     }
     summary_json = json.dumps(summary, indent=2).encode()
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
+    with tf.io.gfile.GFile(os.path.join(run_dir, TRAINING_SUMMARY_JSON), "wb") as handle:
         handle.write(summary_json)
     serving = ServingModel(
         model,
@@ -446,10 +520,12 @@ def run_fn(fn_args) -> None:
         multilabel=image.multilabel,
     )
     export_serving_model(
-        fn_args.serving_model_dir,
+        fn_args.serving_model_dir if chief else os.path.join(run_dir, "serving_model"),
         serving,
         extra_files={
             OPERATING_POINT_JSON: summary_json,
             WARMUP_FILE: warmup_file_bytes(module_config.model_name, image.height, image.width, image.channels),
         },
     )
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -31,6 +31,22 @@ class BatchNormRecalibrator:
         # own layer code costs tens of seconds on the first call (spanet.tracing).
         self._forward = tf.function(lambda images: model(images, training=True), reduce_retracing=True, autograph=False)
 
+    def _synchronise_replicas(self) -> None:
+        """Under a multi-replica strategy, give every replica's copy of the moving statistics their mean.
+
+        Training leaves each replica its own statistics (of its share of the batches); the passes below
+        run on whole batches outside the replicas and move every copy by the same amount, so only equal
+        copies end equal to the re-estimate, which evaluation under the strategy then reads replica by
+        replica (the exported model and cross-replica reads see the mean either way).
+        """
+        strategy = self.model.distribute_strategy
+        if strategy.num_replicas_in_sync < 2:
+            return
+        with strategy.scope():
+            for layer in self.layers:
+                for statistic in (layer.moving_mean, layer.moving_variance):
+                    statistic.assign(statistic.read_value())  # cross-replica read: the replicas' mean
+
     def __call__(self, images: Iterable[tf.Tensor], max_batches: int = 50) -> int:
         """Sets each BN layer's moving statistics to the mean of its batch statistics over ``images``.
 
@@ -38,6 +54,7 @@ class BatchNormRecalibrator:
         """
         if not self.layers:
             return 0
+        self._synchronise_replicas()
         saved_momentum = [layer.momentum for layer in self.layers]
         for layer in self.layers:
             layer.momentum = self.momentum

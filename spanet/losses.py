@@ -118,6 +118,10 @@ class CircleLoss(keras.losses.Loss):
 
     Sum the class and pair forms with a weight through Keras' ``loss_weights`` on a model built with
     ``embedding_output=True``.
+
+    Keep the default reduction under a ``tf.distribute`` strategy: Keras then divides each replica's
+    weighted mean by the replicas, so the summed gradients are those of the global batch's mean
+    (``spanet.distribute``). The pair form pairs only the samples of one replica's share of a batch.
     """
 
     def __init__(

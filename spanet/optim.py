@@ -76,6 +76,8 @@ class FusedSGD(keras.optimizers.SGD):
     Same arithmetic, variables and config as ``keras.optimizers.SGD``; a dense step is one
     ``ResourceApplyKerasMomentum`` per variable and the decay one ``ResourceApplyGradientDescent``,
     where the stock optimiser runs about a dozen small ops per variable (SP&A-Net has 342).
+    Under a ``tf.distribute`` strategy both run on every replica's copy of a variable, with the
+    replicas' summed gradient: the same steps as on one device (tests/spanet/test_distribute.py).
     """
 
     def update_step(self, gradient, variable):
