@@ -30,6 +30,7 @@ import warnings  # noqa: E402
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 import argparse  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any, Dict, List, Optional, Sequence  # noqa: E402
 
 import yaml  # noqa: E402
@@ -52,6 +53,38 @@ IMAGE_PACKAGES = ("spanet", "components", "pipeline", "schemas")
 #: setup.py reads its dependency lists from the .in files; the image installs the runtime lock only.
 IMAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "requirements.in", "requirements-dev.in", "requirements.lock")
 
+
+@dataclass(frozen=True)
+class RequestLogging:
+    """TF Serving's per-model ``logging_config``: a sampled share of requests written as PredictionLogs.
+
+    Opt-in (``--request-log-collector``): open-source ``tensorflow_model_server`` registers no
+    ``LogCollector`` type and builds its ServerCore without a request-logger creator, so the stock
+    ``tensorflow/serving`` image refuses a model config with a ``logging_config`` ("No
+    request-logger-creator provided.") and does not start. It needs a TF Serving build that
+    registers a collector for ``collector_type`` (``REGISTER_LOG_COLLECTOR``); see docs/serving.md.
+    """
+
+    #: The LogCollector type registered in the serving build (``log_collector_config.type``).
+    collector_type: str
+    #: Share of requests logged (``sampling_config.sampling_rate``), in (0, 1].
+    sampling_rate: float = 0.01
+    #: Where the log volume is mounted (read-write) in TF Serving's container.
+    mount: str = "/request-logs"
+    pvc: str = "spanet-request-logs"
+    pvc_size: str = "20Gi"
+
+    def __post_init__(self):
+        if not self.collector_type:
+            raise ValueError("the request-log collector type must be named")
+        if not 0.0 < float(self.sampling_rate) <= 1.0:
+            raise ValueError(f"--request-log-sampling must be in (0, 1]; got {self.sampling_rate!r}")
+
+    def filename_prefix(self, model_name: str) -> str:
+        """``log_collector_config.filename_prefix``: per model, on the mounted volume."""
+        return f"{self.mount}/{model_name}/prediction_log"
+
+
 _HEADER = "Rendered by pipeline/serving_manifests.py from PipelineConfig and ServingDeployConfig; do not edit by hand."
 
 
@@ -60,8 +93,24 @@ def serving_name(config: PipelineConfig) -> str:
     return f"{config.model_name}-serving"
 
 
-def models_config(config: PipelineConfig, deploy: ServingDeployConfig) -> str:
-    """TF Serving's ``--model_config_file``: one model, its base path, the latest N versions served."""
+def models_config(
+    config: PipelineConfig, deploy: ServingDeployConfig, request_logging: Optional[RequestLogging] = None
+) -> str:
+    """TF Serving's ``--model_config_file``: one model, its base path, the latest N versions served
+    (and its ``logging_config`` when request logging is on)."""
+    logging_block = ""
+    if request_logging is not None:
+        logging_block = (
+            "    logging_config {\n"
+            "      log_collector_config {\n"
+            f'        type: "{request_logging.collector_type}"\n'
+            f'        filename_prefix: "{request_logging.filename_prefix(config.model_name)}"\n'
+            "      }\n"
+            "      sampling_config {\n"
+            f"        sampling_rate: {request_logging.sampling_rate!r}\n"
+            "      }\n"
+            "    }\n"
+        )
     return (
         f"# {_HEADER}\n"
         "model_config_list {\n"
@@ -74,6 +123,7 @@ def models_config(config: PipelineConfig, deploy: ServingDeployConfig) -> str:
         f"        num_versions: {deploy.num_versions}\n"
         "      }\n"
         "    }\n"
+        f"{logging_block}"
         "  }\n"
         "}\n"
     )
@@ -116,7 +166,12 @@ def _server_args(config: PipelineConfig, deploy: ServingDeployConfig) -> List[st
     ]
 
 
-def deployment(config: PipelineConfig, deploy: ServingDeployConfig, gpu: bool) -> Dict[str, Any]:
+def deployment(
+    config: PipelineConfig,
+    deploy: ServingDeployConfig,
+    gpu: bool,
+    request_logging: Optional[RequestLogging] = None,
+) -> Dict[str, Any]:
     """The TF Serving Deployment, CPU or GPU variant (same name: apply one of them)."""
     resources: Resources = deploy.gpu_resources if gpu else deploy.cpu_resources
     volumes: List[Dict[str, Any]] = [{"name": "config", "configMap": {"name": f"{serving_name(config)}-config"}}]
@@ -124,6 +179,9 @@ def deployment(config: PipelineConfig, deploy: ServingDeployConfig, gpu: bool) -
     if not deploy.model_base_uri:
         volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": deploy.models_pvc, "readOnly": True}})
         mounts.append({"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True})
+    if request_logging is not None:
+        volumes.append({"name": "request-logs", "persistentVolumeClaim": {"claimName": request_logging.pvc}})
+        mounts.append({"name": "request-logs", "mountPath": request_logging.mount})
     container = {
         "name": "tensorflow-serving",
         "image": f"{deploy.image}:{deploy.version}{'-gpu' if gpu else ''}",
@@ -197,14 +255,16 @@ def service(config: PipelineConfig, deploy: ServingDeployConfig) -> Dict[str, An
     }
 
 
-def config_map(config: PipelineConfig, deploy: ServingDeployConfig) -> Dict[str, Any]:
+def config_map(
+    config: PipelineConfig, deploy: ServingDeployConfig, request_logging: Optional[RequestLogging] = None
+) -> Dict[str, Any]:
     """The three server config files, mounted at ``CONFIG_MOUNT``."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(config, deploy, f"{serving_name(config)}-config"),
         "data": {
-            MODELS_CONFIG: models_config(config, deploy),
+            MODELS_CONFIG: models_config(config, deploy, request_logging),
             BATCHING_CONFIG: batching_parameters(deploy),
             MONITORING_CONFIG: monitoring_config(deploy),
         },
@@ -218,6 +278,16 @@ def models_pvc(config: PipelineConfig, deploy: ServingDeployConfig) -> Dict[str,
         "kind": "PersistentVolumeClaim",
         "metadata": _metadata(config, deploy, deploy.models_pvc),
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": deploy.models_pvc_size}}},
+    }
+
+
+def request_logs_pvc(config: PipelineConfig, deploy: ServingDeployConfig, logging: RequestLogging) -> Dict[str, Any]:
+    """The read-write volume the request log collector writes PredictionLog files to."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(config, deploy, logging.pvc),
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": logging.pvc_size}}},
     }
 
 
@@ -254,12 +324,45 @@ def inference_service(config: PipelineConfig, deploy: ServingDeployConfig) -> Di
     }
 
 
-def dockerfile() -> str:
-    """The pipeline image: the TFX base image plus the pinned stack and this package."""
+def locked_version(package: str) -> str:
+    """``package``'s version in requirements.lock, the one pinned set (the GPU image installs its CUDA extra)."""
+    lock = os.path.join(os.path.dirname(DEPLOY_DIR), "requirements.lock")
+    with open(lock, encoding="utf-8") as handle:
+        for line in handle:
+            name, sep, version = line.split("#")[0].strip().partition("==")
+            if sep and name.lower() == package.lower():
+                return version.strip()
+    raise ValueError(f"{lock}: no pinned version of {package!r}")
+
+
+def dockerfile(gpu: bool = False) -> str:
+    """The pipeline image: the TFX base image plus the pinned stack and this package; with ``gpu``, plus
+    TensorFlow's CUDA libraries (``tensorflow[and-cuda]`` at the locked version) for a GPU Trainer."""
     copies = "\n".join(f"COPY {name} {name}" for name in IMAGE_PACKAGES)
+    if gpu:
+        version = locked_version("tensorflow")
+        purpose = (
+            "# The pipeline image with TensorFlow's CUDA libraries, for a Trainer on NVIDIA GPUs\n"
+            "# (run_kubeflow.py --gpus N --trainer-image, or --image for every step). The node needs only the\n"
+            "# NVIDIA driver (>= 525, CUDA 12) and device plugin: CUDA and cuDNN come as pip wheels (nvidia-*-cu12).\n"
+            "# Build from the repository root:  docker build -f deploy/Dockerfile.gpu -t REGISTRY/spanet-tfx:TAG-gpu ."
+        )
+        cuda = (
+            "# CUDA for the locked TensorFlow: the extra's nvidia wheels; the lock keeps every other package "
+            "where it is."
+            "\n"
+            f'RUN python -m pip install -c requirements.lock "tensorflow[and-cuda]=={version}" \\\n'
+            f" && python -c \"import tensorflow as tf; assert tf.__version__ == '{version}' and "
+            f'tf.test.is_built_with_cuda(), tf.__version__"\n'
+        )
+    else:
+        purpose = (
+            "# The image every pipeline component runs in (KubeflowV2DagRunner's default_image).\n"
+            "# Build from the repository root:  docker build -f deploy/Dockerfile -t REGISTRY/spanet-tfx:TAG ."
+        )
+        cuda = ""
     return f"""# {_HEADER}
-# The image every pipeline component runs in (KubeflowV2DagRunner's default_image).
-# Build from the repository root:  docker build -f deploy/Dockerfile -t REGISTRY/spanet-tfx:TAG .
+{purpose}
 FROM {TFX_BASE_IMAGE}
 
 ENV TF_USE_LEGACY_KERAS=1 \\
@@ -271,7 +374,7 @@ WORKDIR /opt/spanet
 # The pinned set first (its own layer: it changes less often than the code).
 COPY requirements.lock requirements.lock
 RUN python -m pip install -r requirements.lock
-# The package itself, without re-resolving: components are found by import path
+{cuda}# The package itself, without re-resolving: components are found by import path
 # (components.trainer.run_fn, components.transform.preprocessing_fn). No test or lint tools.
 COPY setup.py pyproject.toml README.md requirements.in requirements-dev.in ./
 {copies}
@@ -291,27 +394,33 @@ def _yaml(document: Dict[str, Any]) -> str:
     return f"# {_HEADER}\n" + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
 
 
-def render(config: PipelineConfig, deploy: ServingDeployConfig) -> Dict[str, str]:
-    """Relative path under ``deploy/`` -> file content."""
+def render(
+    config: PipelineConfig, deploy: ServingDeployConfig, request_logging: Optional[RequestLogging] = None
+) -> Dict[str, str]:
+    """Relative path under ``deploy/`` -> file content (request logging only when asked: see RequestLogging)."""
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": deploy.namespace}}
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(config, deploy)}
     files = {
         "Dockerfile": dockerfile(),
         "Dockerfile.dockerignore": dockerignore(),
-        f"serving/{MODELS_CONFIG}": models_config(config, deploy),
+        "Dockerfile.gpu": dockerfile(gpu=True),
+        "Dockerfile.gpu.dockerignore": dockerignore(),
+        f"serving/{MODELS_CONFIG}": models_config(config, deploy, request_logging),
         f"serving/{BATCHING_CONFIG}": batching_parameters(deploy),
         f"serving/{MONITORING_CONFIG}": monitoring_config(deploy),
         "k8s/namespace.yaml": _yaml(namespace),
         "k8s/serviceaccount.yaml": _yaml(account),
-        "k8s/configmap.yaml": _yaml(config_map(config, deploy)),
+        "k8s/configmap.yaml": _yaml(config_map(config, deploy, request_logging)),
         "k8s/service.yaml": _yaml(service(config, deploy)),
-        "k8s/cpu/deployment.yaml": _yaml(deployment(config, deploy, gpu=False)),
-        "k8s/gpu/deployment.yaml": _yaml(deployment(config, deploy, gpu=True)),
+        "k8s/cpu/deployment.yaml": _yaml(deployment(config, deploy, gpu=False, request_logging=request_logging)),
+        "k8s/gpu/deployment.yaml": _yaml(deployment(config, deploy, gpu=True, request_logging=request_logging)),
         "k8s/monitoring/servicemonitor.yaml": _yaml(service_monitor(config, deploy)),
         "kserve/inferenceservice.yaml": _yaml(inference_service(config, deploy)),
     }
     if not deploy.model_base_uri:
         files["k8s/models-pvc.yaml"] = _yaml(models_pvc(config, deploy))
+    if request_logging is not None:
+        files["k8s/request-logs-pvc.yaml"] = _yaml(request_logs_pvc(config, deploy, request_logging))
     return dict(sorted(files.items()))
 
 
@@ -351,14 +460,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--namespace", default=ServingDeployConfig.namespace, help="Kubernetes namespace (default: %(default)s)"
     )
+    parser.add_argument(
+        "--request-log-collector",
+        metavar="TYPE",
+        help="enable TF Serving's logging_config with this LogCollector type (needs a TF Serving build that "
+        "registers one: the stock image refuses any logging_config; see docs/serving.md)",
+    )
+    parser.add_argument(
+        "--request-log-sampling",
+        type=float,
+        default=RequestLogging.sampling_rate,
+        metavar="RATE",
+        help="share of requests logged with --request-log-collector (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig(model_name=args.model_name)
         deploy = ServingDeployConfig(namespace=args.namespace, model_base_uri=args.model_base_uri)
+        request_logging = (
+            RequestLogging(args.request_log_collector, sampling_rate=args.request_log_sampling)
+            if args.request_log_collector
+            else None
+        )
     except ValueError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
-    rendered = render(config, deploy)
+    rendered = render(config, deploy, request_logging)
     if args.check:
         stale = stale_files(rendered, args.out)
         if stale:

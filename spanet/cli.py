@@ -15,6 +15,21 @@ NPZ_DEFAULT_GRID = 52
 NPZ_FILE_NAME = "Wafer_Map_Datasets.npz"
 
 
+class UsageError(ValueError):
+    """A bad argument value found after parsing: reported on one line naming the option, exit status 2."""
+
+
+def _rate(text: str, option: str) -> float:
+    """A sampling rate in (0, 1]; UsageError naming `option` otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise UsageError(f"{option} must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def _class_mix(text: str) -> Dict[str, float]:
     """Parse ``Center=1,none=8.5`` into a class-weight mapping."""
     mix = {}
@@ -143,6 +158,18 @@ def _add_serve(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument(
         "--tls-client-ca", default=None, help="PEM root certificates: require client certificates signed by them"
     )
+    p.add_argument(
+        "--request-log",
+        default=None,
+        metavar="DIR",
+        help="log sampled Predict calls (gRPC and REST) as TF Serving PredictionLog TFRecords in DIR",
+    )
+    p.add_argument(
+        "--request-log-sampling",
+        default=None,
+        metavar="RATE",
+        help="share of calls logged, 0 < RATE <= 1 (TF Serving's sampling_rate; default 1 with --request-log)",
+    )
     p.set_defaults(func=_run_serve)
 
 
@@ -155,6 +182,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     newest integer version of the base directory, loads and warms new versions before switching to
     them, and stops gracefully on SIGTERM / SIGINT. Production uses TF Serving itself (the
     tensorflow/serving image, gRPC 8500 / REST 8501, MODEL_BASE_PATH / MODEL_NAME).
+
+    With --request-log DIR, a --request-log-sampling share of successful Predict calls (gRPC and
+    REST) is written to DIR as tensorflow.serving.PredictionLog TFRecords, as TF Serving's
+    logging_config does; files get their final .tfrecord name when rotated (60 s or 64 MiB) or at
+    shutdown. `spanet drift` reads them.
     """
     import logging
     import os
@@ -168,6 +200,16 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise ValueError("--max-message-mb and --poll-seconds must be > 0, --max-workers >= 1")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
+    request_log = None
+    if args.request_log_sampling is not None:
+        rate = _rate(args.request_log_sampling, "--request-log-sampling")
+        if not args.request_log:
+            raise UsageError("--request-log-sampling needs --request-log DIR")
+    if args.request_log:
+        from spanet.serving.config import RequestLogConfig
+
+        sampling = 1.0 if args.request_log_sampling is None else rate
+        request_log = RequestLogConfig(directory=args.request_log, sampling_rate=sampling)
     tls = (
         TLSConfig(root_certs=args.tls_client_ca, cert_chain=args.tls_cert, private_key=args.tls_key)
         if args.tls_cert
@@ -184,6 +226,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_workers=args.max_workers,
         warmup=not args.no_warmup,
         tls=tls,
+        request_log=request_log,
     )
     return serve_forever(config)
 
@@ -347,12 +390,181 @@ def _run_explain(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _add_drift(subparsers: "argparse._SubParsersAction") -> None:
+    import inspect
+
+    from spanet.monitoring.drift import DriftConfig
+
+    p = subparsers.add_parser(
+        "drift",
+        help="compare logged production traffic with training data (TFDV drift)",
+        description=inspect.cleandoc(_run_drift.__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--logs", default=None, metavar="DIR", help="request log folder (spanet serve --request-log)")
+    p.add_argument("--baseline", default=None, metavar="FILE", help="statistics written by `spanet drift baseline`")
+    p.add_argument("--out", default=None, metavar="DIR", help="write anomalies.pbtxt, drift.json and the statistics")
+    p.add_argument(
+        "--jsd-threshold",
+        default=None,
+        help=f"Jensen-Shannon threshold of the fail fraction (default {DriftConfig.numeric_jsd})",
+    )
+    p.add_argument(
+        "--geometry-jsd-threshold",
+        default=None,
+        help=f"Jensen-Shannon threshold of die count, rows, columns, aspect (default {DriftConfig.geometry_jsd})",
+    )
+    p.add_argument(
+        "--linf-threshold",
+        default=None,
+        help=f"L-infinity threshold of predicted class and unknown (default {DriftConfig.categorical_linf})",
+    )
+    p.add_argument(
+        "--min-wafers", default=None, help=f"fewest logged wafers compared (default {DriftConfig.min_wafers})"
+    )
+    p.set_defaults(func=_run_drift)
+    sub = p.add_subparsers(dest="drift_command", metavar="baseline")
+    b = sub.add_parser(
+        "baseline", help="statistics of the drift features of training data", description=_run_drift_baseline.__doc__
+    )
+    b.add_argument("--data", required=True, help="training data: any format the readers take (PNG folder, npz, G85)")
+    b.add_argument("--out", required=True, dest="stats_out", metavar="FILE", help="statistics file to write")
+    b.add_argument("--format", dest="data_format", default="auto", help="data format (default: detected)")
+    b.add_argument(
+        "--model-dir",
+        default=None,
+        help="served SavedModel (or base folder): its predicted classes; without it the labels stand in",
+    )
+    b.add_argument("--batch-size", type=int, default=64, help="images per model call (default: %(default)s)")
+    b.set_defaults(func=_run_drift_baseline)
+
+
+def _drift_config(args: argparse.Namespace):
+    """The DriftConfig of the threshold options (defaults where not given); UsageError names a bad one."""
+    from spanet.monitoring.drift import DriftConfig
+
+    values = {}
+    for option, name in (
+        ("--jsd-threshold", "numeric_jsd"),
+        ("--geometry-jsd-threshold", "geometry_jsd"),
+        ("--linf-threshold", "categorical_linf"),
+    ):
+        text = getattr(args, option[2:].replace("-", "_"))
+        if text is not None:
+            values[name] = _rate(text, option)
+    if args.min_wafers is not None:
+        if not args.min_wafers.isdigit() or int(args.min_wafers) < 1:
+            raise UsageError(f"--min-wafers must be an integer >= 1, got {args.min_wafers!r}")
+        values["min_wafers"] = int(args.min_wafers)
+    return DriftConfig(**values)
+
+
+def _run_drift(args: argparse.Namespace) -> int:
+    """Compare the per-wafer features of logged traffic with a training baseline using TFDV.
+
+    Reads the PredictionLogs of --logs (spanet serve --request-log, or TF Serving's request logger),
+    derives per-wafer features (fail-die fraction, on-wafer dies, rows, columns, aspect ratio,
+    predicted class, unknown), computes their TFDV statistics and validates them against --baseline
+    with TFDV's drift comparators (Jensen-Shannon divergence for numeric features, L-infinity for
+    categorical ones). Prints one line per drifted feature (feature, comparator, value vs threshold).
+    Exit status: 0 no drift, 1 drift (or nothing to compare), 2 bad arguments.
+    Write the baseline with `spanet drift baseline --data TRAINING_DATA --out FILE`.
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not args.logs:
+        raise UsageError("--logs DIR is required (or use `spanet drift baseline`)")
+    if not args.baseline:
+        raise UsageError("--baseline FILE is required")
+    if not os.path.exists(args.logs):
+        raise UsageError(f"--logs {args.logs!r} does not exist")
+    if not os.path.isfile(args.baseline):
+        raise UsageError(f"--baseline {args.baseline!r} is not a file")
+    config = _drift_config(args)
+    from spanet.monitoring.drift import compare, feature_statistics, load_statistics, write_report, write_statistics
+    from spanet.monitoring.features import log_rows
+    from spanet.serving.request_log import log_files, read_prediction_logs
+
+    try:
+        baseline = load_statistics(args.baseline)
+    except ValueError as exc:
+        raise UsageError(f"--baseline: {exc}") from None
+    files = log_files(args.logs)
+    rows = list(log_rows(read_prediction_logs(args.logs)))
+    if len(rows) < config.min_wafers:
+        raise ValueError(
+            f"{len(rows)} logged wafer(s) in {len(files)} file(s) under {args.logs}: "
+            f"fewer than {config.min_wafers} (--min-wafers) to compare"
+        )
+    traffic = feature_statistics(rows)
+    report = compare(traffic, baseline, config)
+    for m in report.drifted:
+        print(m.line())
+    for line in report.other_anomalies:
+        print(line)
+    if args.out:
+        write_report(report, args.out)
+        write_statistics(traffic, os.path.join(args.out, "traffic_stats.pb"))
+    verdict = "drift" if report.has_drift else "no drift"
+    worst = max(report.measurements, key=lambda m: m.value / m.threshold, default=None)
+    closest = f"; closest: {worst.line()[len('ok ') :]}" if worst and not report.has_drift else ""
+    print(
+        f"spanet drift: {verdict}: {report.traffic_wafers} logged wafer(s) from {len(files)} file(s) vs "
+        f"{report.baseline_wafers} baseline wafer(s){closest}",
+        file=sys.stderr,
+    )
+    return 1 if report.has_drift else 0
+
+
+def _run_drift_baseline(args: argparse.Namespace) -> int:
+    """Write the TFDV statistics of the drift features of training data (the baseline `spanet drift` takes)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not os.path.exists(args.data):
+        raise UsageError(f"--data {args.data!r} does not exist")
+    from spanet.data.records import WaferRecord
+    from spanet.data.readers import read_records
+    from spanet.monitoring.drift import feature_statistics, write_statistics
+    from spanet.monitoring.features import record_rows
+
+    records, rejected = [], 0
+    for result in read_records(args.data, args.data_format):
+        if isinstance(result, WaferRecord):
+            records.append(result)
+        else:
+            rejected += 1
+    if not records:
+        raise ValueError(f"no readable wafer map under {args.data} ({rejected} rejected)")
+    images = [r.image for r in records]
+    if args.model_dir:
+        from spanet.data.imageio import encode_png
+        from spanet.serving.local import LocalModel
+
+        model = LocalModel(args.model_dir)
+        predictions = []
+        for start in range(0, len(images), args.batch_size):
+            predictions += model.predict([encode_png(im) for im in images[start : start + args.batch_size]])
+        names = [p.class_name for p in predictions]
+        unknown = [p.unknown for p in predictions]
+    else:
+        names, unknown = [r.label for r in records], [False] * len(records)
+    path = write_statistics(feature_statistics(record_rows(images, names, unknown)), args.stats_out)
+    source = "model predictions" if args.model_dir else "labels as the class"
+    print(f"wrote drift baseline of {len(records)} wafer map(s) ({source}; {rejected} rejected) to {path}")
+    return 0
+
+
 #: The registered subcommands, in help order.
 _SUBCOMMANDS: List[Callable[["argparse._SubParsersAction"], None]] = [
     _add_generate,
     _add_serve,
     _add_predict,
     _add_explain,
+    _add_drift,
 ]
 
 
@@ -372,6 +584,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"spanet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (ValueError, FileExistsError, OSError) as exc:
         print(f"spanet {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -122,6 +122,32 @@ class RequestLimits:
 
 
 @dataclass(frozen=True)
+class RequestLogConfig:
+    """Request logging as TF Serving's ``logging_config`` does it: a sampled share of Predict calls
+    written as ``PredictionLog`` TFRecords under ``directory`` (see ``spanet.serving.request_log``)."""
+
+    directory: str
+    #: Share of successful Predict calls logged, in (0, 1] (TF Serving's ``sampling_config.sampling_rate``).
+    sampling_rate: float = 1.0
+    #: Seed of the sampling draws: None draws from the OS; a seed makes the logged subset reproducible (tests).
+    seed: Optional[int] = None
+    #: File names start with this (TF Serving's ``log_collector_config.filename_prefix``, without the folder).
+    filename_prefix: str = "prediction_log"
+    #: A file is closed (renamed to its final ``.tfrecord`` name) once it holds this many bytes ...
+    max_file_bytes: int = 64 * 1024 * 1024
+    #: ... or once it is this many seconds old (checked at each logged request and on shutdown).
+    max_file_age_s: float = 60.0
+
+    def __post_init__(self):
+        if not self.directory:
+            raise ValueError("RequestLogConfig.directory must name a folder")
+        if not 0.0 < float(self.sampling_rate) <= 1.0:
+            raise ValueError(f"the request-log sampling rate must be in (0, 1]; got {self.sampling_rate!r}")
+        if int(self.max_file_bytes) < 1 or not float(self.max_file_age_s) > 0:
+            raise ValueError("RequestLogConfig.max_file_bytes must be >= 1 and max_file_age_s > 0")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The local TF Serving stand-in: what it serves, where, and how it watches for new versions."""
 
@@ -154,3 +180,5 @@ class ServerConfig:
     #: Longest wait between retries of a version that failed to load (the wait doubles from
     #: ``poll_interval_s``); a version whose files change is retried at the next scan.
     load_retry_max_s: float = 60.0
+    #: None: no request log; else sampled Predict calls (gRPC and REST) are logged as PredictionLogs.
+    request_log: Optional[RequestLogConfig] = None

@@ -23,6 +23,7 @@ from spanet.serving.config import DEFAULT_SIGNATURE
 from spanet.serving.errors import ServingError, invalid_argument, status_code_from_tf
 from spanet.serving.limits import RequestGuard
 from spanet.serving.model_manager import ModelManager, ServableVersion
+from spanet.serving.request_log import RequestLogger
 from spanet.serving.tensors import convert_inputs, to_tensor_proto, validate_inputs
 
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -64,12 +65,17 @@ def clean_tf_message(message: str) -> str:
 
 
 def predict(
-    manager: ModelManager, request: predict_pb2.PredictRequest, guard: RequestGuard, wait_s: Optional[float] = None
+    manager: ModelManager,
+    request: predict_pb2.PredictRequest,
+    guard: RequestGuard,
+    wait_s: Optional[float] = None,
+    request_log: Optional[RequestLogger] = None,
 ) -> predict_pb2.PredictResponse:
     """Predict: run the asked signature of the asked (or newest) version on the request's inputs.
 
     The request is checked against `guard`'s limits before anything is decoded; then it waits (up
     to `wait_s`, or the guard's own limit) for one of the guard's slots to convert, decode and run.
+    A successful call is offered to `request_log` (gRPC and REST alike; warm-up passes none).
     """
     spec = request.model_spec
     servable = manager.get(spec.name, requested_version(spec))
@@ -94,6 +100,8 @@ def predict(
         outputs = run_signature(servable, name, convert_inputs(request.inputs, specs))
         for alias in wanted or sorted(outputs):
             response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias].numpy()))
+    if request_log is not None:
+        request_log.log_predict(request, response)  # never raises
     return response
 
 

@@ -38,6 +38,7 @@ from spanet.serving.config import DEFAULT_SIGNATURE, ServerConfig
 from spanet.serving.errors import ServingError, invalid_argument
 from spanet.serving.limits import RequestGuard
 from spanet.serving.model_manager import ModelManager
+from spanet.serving.request_log import RequestLogger
 from spanet.serving.tensors import from_tensor_proto, to_tensor_proto
 
 log = logging.getLogger("spanet.serving")
@@ -156,7 +157,12 @@ def parse_json_body(data: bytes) -> Dict[str, Any]:
 
 
 def rest_predict(
-    manager: ModelManager, guard: RequestGuard, name: str, version: Optional[int], body: Dict[str, Any]
+    manager: ModelManager,
+    guard: RequestGuard,
+    name: str,
+    version: Optional[int],
+    body: Dict[str, Any],
+    request_log: Optional[RequestLogger] = None,
 ) -> Dict[str, Any]:
     """A REST predict body -> the PredictRequest the gRPC path runs (same checks and limits) -> TF
     Serving's JSON answer."""
@@ -180,7 +186,7 @@ def rest_predict(
             raise invalid_argument(f"input {key}: {' '.join(str(exc).split())}") from None
         request.inputs[key].CopyFrom(proto)
     del values
-    response = inference.predict(manager, request, guard)
+    response = inference.predict(manager, request, guard, request_log=request_log)
     outputs = {k: _to_json_value(from_tensor_proto(v)) for k, v in response.outputs.items()}
     if not rows:
         return {"outputs": outputs if len(outputs) > 1 else next(iter(outputs.values()))}
@@ -190,7 +196,13 @@ def rest_predict(
     return {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(count)]}
 
 
-def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, read_timeout_s: float):
+def _handler(
+    manager: ModelManager,
+    guard: RequestGuard,
+    max_body_bytes: int,
+    read_timeout_s: float,
+    request_log: Optional[RequestLogger] = None,
+):
     class Handler(BaseHTTPRequestHandler):
         server_version = "spanet-local-serving"
         #: Applied to the socket by StreamRequestHandler.setup: every read and write of the exchange.
@@ -357,7 +369,7 @@ def _handler(manager: ModelManager, guard: RequestGuard, max_body_bytes: int, re
                         f"request of {length} bytes is over the {max_body_bytes}-byte limit (max_message_bytes)",
                     )
                 body = parse_json_body(self._read_body(length))
-                return rest_predict(manager, guard, name, version, body)
+                return rest_predict(manager, guard, name, version, body, request_log)
 
             self._answer(work)
 
@@ -423,13 +435,14 @@ class RestServer:
         guard: Optional[RequestGuard] = None,
         read_timeout_s: float = ServerConfig.rest_read_timeout_s,
         max_connections: int = ServerConfig.max_rest_connections,
+        request_log: Optional[RequestLogger] = None,
     ):
         if guard is None:
             from spanet.serving.config import RequestLimits
 
             guard = RequestGuard(RequestLimits())
         self._httpd = _HTTPServer(
-            (host, port), _handler(manager, guard, max_body_bytes, read_timeout_s), max_connections
+            (host, port), _handler(manager, guard, max_body_bytes, read_timeout_s, request_log), max_connections
         )
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest", daemon=True)

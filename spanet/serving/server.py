@@ -15,6 +15,8 @@ dtype or shape and for TensorFlow's own InvalidArgument (an undecodable image),
 RESOURCE_EXHAUSTED over the message-size limit. Added: every bound on what a client controls
 (``ServerConfig.limits``: images per request, declared pixels per image and per request read from
 the image headers before decoding, requests decoding at once; queued RPCs), see ``limits``.
+Request logging as TF Serving's ``logging_config`` (``ServerConfig.request_log``): sampled Predict
+calls, gRPC and REST, as PredictionLog TFRecords (``request_log``).
 Not kept: server-side batching, model config files, several models, version labels, monitoring.
 Do not use it in production.
 """
@@ -43,6 +45,7 @@ from spanet.serving.config import ServerConfig
 from spanet.serving.errors import ServingError
 from spanet.serving.limits import RequestGuard
 from spanet.serving.model_manager import ModelManager
+from spanet.serving.request_log import RequestLogger
 from spanet.serving.warmup import warm_up
 
 log = logging.getLogger("spanet.serving")
@@ -64,15 +67,18 @@ def _handle(work: Callable[[], object], context: grpc.ServicerContext, rpc: str)
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """PredictionService over the manager's served version (Regress / MultiInference: not for this model)."""
 
-    def __init__(self, manager: ModelManager, guard: RequestGuard):
+    def __init__(self, manager: ModelManager, guard: RequestGuard, request_log: Optional[RequestLogger] = None):
         self.manager = manager
         self.guard = guard
+        self.request_log = request_log
 
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:  # noqa: N802
         return _handle(
-            lambda: inference.predict(self.manager, request, self.guard, context.time_remaining()), context, "Predict"
+            lambda: inference.predict(self.manager, request, self.guard, context.time_remaining(), self.request_log),
+            context,
+            "Predict",
         )
 
     def Classify(self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext):  # noqa: N802
@@ -124,6 +130,8 @@ class LocalServer:
             retry_max_interval_s=config.load_retry_max_s,
         )
         self.guard = RequestGuard(config.limits)
+        #: Sampled Predict calls (gRPC and REST) as PredictionLogs, when ``config.request_log`` is set.
+        self.request_log: Optional[RequestLogger] = None
         self.port: Optional[int] = None
         self.rest_port: Optional[int] = None
         self._grpc: Optional[grpc.Server] = None
@@ -131,6 +139,8 @@ class LocalServer:
 
     def start(self) -> "LocalServer":
         config = self.config
+        if config.request_log is not None:
+            self.request_log = RequestLogger(config.request_log)
         self.manager.start()
         limit = config.max_message_bytes
         server = grpc.server(
@@ -143,7 +153,7 @@ class LocalServer:
             maximum_concurrent_rpcs=config.max_workers + config.max_queued_rpcs,
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager, self.guard), server
+            PredictionServicer(self.manager, self.guard, self.request_log), server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), server)
         address = f"{config.host}:{config.port}"
@@ -178,6 +188,7 @@ class LocalServer:
                 guard=self.guard,
                 read_timeout_s=config.rest_read_timeout_s,
                 max_connections=config.max_rest_connections,
+                request_log=self.request_log,
             ).start()
             self.rest_port = self._rest.port
         log.info(
@@ -200,6 +211,8 @@ class LocalServer:
             self._grpc.stop(grace).wait()
             self._grpc = None
         self.manager.stop()
+        if self.request_log is not None:
+            self.request_log.close()  # the open log file gets its final name
 
     def __enter__(self) -> "LocalServer":
         return self.start()

@@ -234,3 +234,33 @@ def test_check_mode_reports_a_stale_folder(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--check"]) == 1
     err = capsys.readouterr().err
     assert "stale under" in err and "serving/models.config" in err and len(err.strip().splitlines()) == 1
+
+
+def test_request_logging_renders_tf_servings_logging_config_on_a_mounted_volume(configs):
+    from pipeline.serving_manifests import RequestLogging, main, render
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config, deploy = configs
+    logging = RequestLogging("tfrecord_file", sampling_rate=0.05)
+    files = render(config, deploy, logging)
+    for text in (files["serving/models.config"], yaml.safe_load(files["k8s/configmap.yaml"])["data"]["models.config"]):
+        [model] = text_format.Parse(text, model_server_config_pb2.ModelServerConfig()).model_config_list.config
+        log_config = model.logging_config
+        assert log_config.sampling_config.sampling_rate == 0.05
+        assert log_config.log_collector_config.type == "tfrecord_file"
+        assert log_config.log_collector_config.filename_prefix == "/request-logs/spanet/prediction_log"
+    for variant in ("cpu", "gpu"):
+        pod = yaml.safe_load(files[f"k8s/{variant}/deployment.yaml"])["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        mount = {m["name"]: m for m in container["volumeMounts"]}["request-logs"]
+        assert mount["mountPath"] == "/request-logs" and not mount.get("readOnly")  # the collector writes there
+        volume = {v["name"]: v for v in pod["volumes"]}["request-logs"]
+        pvc = yaml.safe_load(files["k8s/request-logs-pvc.yaml"])
+        assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    # the default rendering (the committed deploy/, stock TF Serving image) has none: that image refuses any
+    # logging_config ("No request-logger-creator provided.") because it registers no LogCollector
+    [model] = text_format.Parse(
+        (DEPLOY / "serving/models.config").read_text(), model_server_config_pb2.ModelServerConfig()
+    ).model_config_list.config
+    assert not model.HasField("logging_config")
+    assert main(["--out", "/nonexistent", "--request-log-collector", "x", "--request-log-sampling", "1.5"]) == 2
