@@ -69,7 +69,7 @@ def test_dataset_batches_weights_and_turns_autotuning_off(tmp_path):
     train = make_dataset([path], names, image, 2, True, weights, TrainingConfig(), len(labels))
     assert int(train.cardinality()) == tf.data.INFINITE_CARDINALITY
     first = next(iter(train))
-    assert first[0].shape == (2, 8, 8, 1) and float(tf.reduce_max(first[0])) <= 1.0
+    assert first[0].shape == (2, 8, 8, image.input_channels) and float(tf.reduce_max(first[0])) <= 1.0
     # The autotuner's sleeping thread would hold up the end of every epoch's validation pass.
     assert evaluation.options().autotune.enabled is False and train.options().autotune.enabled is False
 
@@ -243,7 +243,7 @@ def replicated_and_single_exports() -> dict:
     single = _small_spanet()
     single.set_weights(model.get_weights())  # the replicas' mean, which serving must use
     folder = tempfile.mkdtemp()
-    image = ImageConfig(height=16, width=16)
+    image = ImageConfig(height=16, width=16, max_channel=False)  # _small_spanet takes one channel
     return {
         "variable": type(model.variables[0]).__name__,
         "mirrored": _export(model, f"{folder}/mirrored", image),

@@ -68,7 +68,8 @@ def test_preprocessing_fn_through_tft_beam(tmp_path):
     assert [row[LABEL_XF] for row in transformed] == [0, 0, 1]  # vocabulary by frequency: Center, none
     assert [row[IS_DEFECT_XF] for row in transformed] == [1.0, 1.0, 0.0]
     assert "patterns_xf" not in transformed[0]  # multi-label mode only
-    first = np.asarray(transformed[0][IMAGE_XF]).reshape(8, 8)
+    # The default input: the area-averaged map and its footprint maximum (equal for a map smaller than 8 x 8).
+    first = np.asarray(transformed[0][IMAGE_XF]).reshape(8, 8, 2)
     np.testing.assert_allclose(first[:4, 4:], 1.0)
     np.testing.assert_allclose(first[4:, :], 128 / 255, atol=1e-6)
 
