@@ -30,7 +30,7 @@ class OperatingPoint:
     target_reached: bool
     defects: int
     normals: int
-    #: What set the threshold: "target recall", "false-alarm budget", "ceiling" or "floor".
+    #: What set the threshold: "false-alarm budget", "ceiling" or "floor" ("target recall": earlier releases).
     limited_by: str = "ceiling"
 
     def to_dict(self) -> Dict[str, Any]:
