@@ -147,8 +147,8 @@ class TrainingConfig:
     # 2 at 0.139 (P(normal) of clean wafers tops out near 0.995, so above 0.98 false alarms climb fast).
     max_normal_threshold: float = 0.98
     # ... and never so high that more than this share of the normal eval wafers is flagged. The gate allows
-    # 0.10 on the test split; the margin covers the eval -> test difference (measured on three default
-    # runs: the test split's false alarms were 0.01-0.035 above eval's at the same threshold).
+    # 0.10 on the test split; the margin is meant for the eval -> test difference, measured on four default
+    # runs at 0.01-0.058 (the last exceeded it: eval's 28 lots are too few to set the budget reliably).
     max_false_alarm_rate: float = 0.07
     # Inputs unlike every class are answered "unknown": their familiarity (the largest cosine
     # similarity to a class) is below a threshold chosen on the eval split so that at most this
