@@ -249,11 +249,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "stress_seed": args.seed,
     }
     if args.fresh_count:
-        from pipeline.config import DefaultDataConfig
-        from spanet.data.generator import GeneratorConfig, generate_wafer_maps
+        import dataclasses
 
-        data = DefaultDataConfig()  # the default data's recipe and grid bounds, classes equally often
-        recipe = GeneratorConfig(ranges=data.ranges, min_size=data.min_size, max_size=data.max_size)
+        from pipeline.config import DefaultDataConfig
+        from spanet.data.generator import generate_wafer_maps
+
+        # The default data's own generator configuration, with classes equally often.
+        recipe = dataclasses.replace(DefaultDataConfig().generator_config(), class_mix=None)
         fresh = [r for r in generate_wafer_maps(args.fresh_count, args.fresh_seed, recipe) if r.label in class_names]
         results["fresh"] = score(
             [r.label for r in fresh], predict(model, [encode_png(r.image) for r in fresh]), class_names, NORMAL_CLASS
