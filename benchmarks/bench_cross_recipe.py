@@ -69,13 +69,39 @@ def predict(model, pngs: Sequence[bytes], batch: int = 256) -> Dict[str, np.ndar
     import tensorflow as tf
 
     serve = model.signatures[DEFAULT_SIGNATURE]
-    names, flags, unknown = [], [], []
+    names, flags, unknown, normal = [], [], [], []
     for start in range(0, len(pngs), batch):
         out = serve(images=tf.constant(list(pngs[start : start + batch])))
         names += [n.decode() for n in out["class_name"].numpy()]
         flags += list(out["defective"].numpy().astype(bool))
         unknown += list(out["unknown"].numpy().astype(bool)) if "unknown" in out else [False] * len(out["defective"])
-    return {"class_name": np.array(names), "defective": np.array(flags), "unknown": np.array(unknown)}
+        normal += list(out["normal_probability"].numpy())
+    unknown = np.array(unknown)
+    return {
+        "class_name": np.array(names),
+        "defective": np.array(flags),
+        "unknown": unknown,
+        # What the defect flag thresholds: an unknown wafer is flagged whatever its P(normal).
+        "normal_score": np.where(unknown, 0.0, np.array(normal, np.float64)),
+    }
+
+
+#: False-alarm rates at which models are compared threshold-free (:func:`missed_at_false_alarms`).
+MATCHED_FALSE_ALARMS = (0.03, 0.05, 0.10)
+
+
+def missed_at_false_alarms(normal_score: np.ndarray, defective: np.ndarray) -> Dict[str, int]:
+    """Defective wafers missed when the threshold is set on the set's own normal wafers to flag 3, 5 or
+    10 % of them: compares two models at equal false alarms, whatever thresholds they shipped with
+    (an oracle threshold, so not what the shipped model would do)."""
+    if not defective.any() or defective.all():
+        return {}
+    normal = np.sort(normal_score[~defective])
+    missed = {}
+    for rate in MATCHED_FALSE_ALARMS:
+        threshold = normal[int(np.floor(rate * normal.size))]  # flags P(normal) < threshold: <= rate of normals
+        missed[f"{rate:.2f}"] = int(np.sum(normal_score[defective] >= threshold))
+    return missed
 
 
 def score(labels: Sequence[str], predicted: Dict[str, np.ndarray], class_names: Sequence[str], normal: str) -> Dict:
@@ -114,6 +140,7 @@ def score(labels: Sequence[str], predicted: Dict[str, np.ndarray], class_names: 
         "macro_f1": float(np.mean(f1)) if f1 else None,
         "per_class": per_class,
         "missed_by_class": missed_by_class,
+        "missed_at_false_alarms": missed_at_false_alarms(predicted["normal_score"], defective),
         "confusion": {"classes": columns, "matrix": matrix.tolist()},
     }
 
@@ -146,6 +173,11 @@ def markdown(results: Dict) -> str:
     ):
         values = [scored.get(key) for scored, _ in sets]
         rows.append(f"| {label} | " + " | ".join(str(v) if isinstance(v, int) else fmt(v) for v in values) + " |")
+    for rate in MATCHED_FALSE_ALARMS:
+        values = [scored.get("missed_at_false_alarms", {}).get(f"{rate:.2f}", "–") for scored, _ in sets]
+        rows.append(
+            f"| missed at {rate:.0%} false alarms (threshold set on the set) | " + " | ".join(map(str, values)) + " |"
+        )
     rows += ["", "| class: recall (support); defective missed | " + " | ".join(t for _, t in sets) + " |"]
     rows.append("|---" * (len(sets) + 1) + "|")
     for name in results["stress"]["per_class"]:

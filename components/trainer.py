@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -294,6 +295,7 @@ def fit(
     tf.io.gfile.makedirs(run_dir)
     # BN statistics trail the weights on small data; re-estimate them before every validation so
     # early stopping, the logs and the exported model all see true inference-mode behaviour.
+    progress = EpochProgress(epochs)
     precise_validation = PreciseBatchNormValidation(
         train.map(lambda images, labels, weights: images), evaluation, config.batchnorm_recalibration_batches
     )
@@ -301,7 +303,7 @@ def fit(
         [precise_validation]
         + schedule_callbacks
         + [
-            EpochProgress(epochs),
+            progress,
             keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
             keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_CSV)),
             keras.callbacks.EarlyStopping(
@@ -311,7 +313,23 @@ def fit(
     )
     # EarlyStopping restores the best epoch's weights with their recalibrated statistics; without an
     # early stop, the last epoch's statistics were recalibrated at its end.
-    return model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
+    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
+    history.epoch_seconds = list(progress.durations)  # wall time of each epoch, validation included
+    return history
+
+
+def phase_timing(epoch_seconds: Sequence[float], calibration_seconds: float) -> Dict[str, float]:
+    """The Trainer's own timing, in seconds: the first epoch also traces the graphs, so what it took
+    beyond the median of the others is the graph building."""
+    first = float(epoch_seconds[0]) if epoch_seconds else 0.0
+    median = float(np.median(epoch_seconds[1:])) if len(epoch_seconds) > 1 else first
+    return {
+        "fit": round(float(np.sum(epoch_seconds)), 1),
+        "first_epoch": round(first, 1),
+        "median_epoch": round(median, 2),
+        "graph_building": round(max(first - median, 0.0), 1),
+        "calibration": round(calibration_seconds, 1),
+    }
 
 
 def calibrate(
@@ -463,9 +481,11 @@ def run_fn(fn_args) -> None:
         len(train_labels),
         cache=False,
     )
+    started = time.monotonic()
     scale, point, quality, envelope = calibrate(
         model, evaluation, normal_id, statistics_of(train_inputs), config, image.multilabel
     )
+    timing = phase_timing(history.epoch_seconds, time.monotonic() - started)
     logging.info(
         "operating point on eval: %s; unknown below familiarity %.4f (eval: %.4f of all, %.4f of normal wafers)",
         json.dumps(point.to_dict()),
@@ -500,6 +520,7 @@ def run_fn(fn_args) -> None:
         **quality,
         "operating_point": point.to_dict(),
         "parameters": int(model.count_params()),
+        "timing_s": timing,
         **module_config.to_custom_config(),  # "image" and "training"
     }
     summary_json = json.dumps(summary, indent=2).encode()
@@ -519,6 +540,7 @@ def run_fn(fn_args) -> None:
         normal_class=image.normal_class,
         multilabel=image.multilabel,
     )
+    started = time.monotonic()
     export_serving_model(
         fn_args.serving_model_dir if chief else os.path.join(run_dir, "serving_model"),
         serving,
@@ -527,5 +549,6 @@ def run_fn(fn_args) -> None:
             WARMUP_FILE: warmup_file_bytes(module_config.model_name, image.height, image.width, image.channels),
         },
     )
+    logging.info("timing (s): %s; export %.1f", json.dumps(timing), time.monotonic() - started)
     if not chief:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -18,6 +18,9 @@ from components import features
 from components.config import IMAGE_XF, IS_DEFECT_XF, LABEL_VOCABULARY, LABEL_XF, PATTERNS_XF, ImageConfig
 from spanet.data.classes import MIXED_LABEL_SEPARATOR
 
+#: :func:`supported`: a pixel keeps its level where this many of its eight neighbours reach it too.
+SUPPORT_NEIGHBOURS = 2
+
 
 def decode(encoded: tf.Tensor, config: ImageConfig) -> tf.Tensor:
     """One encoded image (PNG, JPEG, BMP, GIF; any size, grey or RGB) -> uint8 (H, W, C) with C = config.channels."""
@@ -38,16 +41,43 @@ def max_resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
     return tf.reduce_max(blocks, axis=[1, 3])
 
 
+def supported(image: tf.Tensor, neighbours: int = SUPPORT_NEIGHBOURS) -> tf.Tensor:
+    """float (H, W, C) -> (H, W, C): each pixel capped at the level that ``neighbours`` of its eight
+    neighbours reach too (a rank filter over the 3 x 3 window, outside the image counting as 0).
+
+    On a wafer map a fail die with fewer than two failing neighbours drops to the pass level, so
+    scattered background failures vanish while lines (a scratch's dies have two neighbours on it) and
+    blobs keep their level: on a large grid the footprint maximum alone lights a fifth of the pixels
+    at 6 % background failures, burying a thin scratch.
+    """
+    shape = tf.shape(image)
+    padded = tf.pad(image[None], [[0, 0], [1, 1], [1, 1], [0, 0]])
+    windows = tf.image.extract_patches(
+        padded, sizes=[1, 3, 3, 1], strides=[1, 1, 1, 1], rates=[1, 1, 1, 1], padding="VALID"
+    )
+    # (1, H, W, 9 * C), ordered window row, window column, channel -> (H, W, C, 9).
+    windows = tf.transpose(tf.reshape(windows, tf.stack([shape[0], shape[1], 9, shape[2]])), [0, 1, 3, 2])
+    # The window holds the pixel itself: its (neighbours + 1)-th largest value is the level reached by
+    # the pixel and at least ``neighbours`` others, or by ``neighbours + 1`` neighbours.
+    level = tf.math.top_k(windows, k=neighbours + 1, sorted=True).values[..., neighbours]
+    return tf.minimum(image, level)
+
+
 def resize(image: tf.Tensor, config: ImageConfig) -> tf.Tensor:
     """One uint8 image (H, W, C) -> float32 (height, width, input_channels) in [0, 1].
 
     Area averaging, so that a wafer map's die survives as a grey level whatever the map's size; with
-    ``config.max_channel`` also the footprint maximum (:func:`max_resize`), where a thin line keeps its level.
+    ``config.max_channel`` also the footprint maximum (:func:`max_resize`), where a thin line keeps its
+    level; with ``config.support_channel`` also the footprint maximum of :func:`supported` pixels, where
+    the line stands out from scattered failures.
     """
     image = tf.image.convert_image_dtype(image, tf.float32)
-    resized = tf.image.resize(image, [config.height, config.width], method="area")
+    channels = [tf.image.resize(image, [config.height, config.width], method="area")]
     if config.max_channel:
-        resized = tf.concat([resized, max_resize(image, config.height, config.width)], axis=-1)
+        channels.append(max_resize(image, config.height, config.width))
+    if config.support_channel:
+        channels.append(max_resize(supported(image), config.height, config.width))
+    resized = tf.concat(channels, axis=-1) if len(channels) > 1 else channels[0]
     return tf.ensure_shape(resized, [config.height, config.width, config.input_channels])
 
 

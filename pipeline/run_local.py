@@ -187,6 +187,13 @@ def report(config: PipelineConfig, results, wall_seconds: float, errors: Optiona
             f"P(normal) < {point['threshold']:.3f}, set by the {point.get('limited_by', 'target recall')} (eval defect "
             f"recall {point['defect_recall']:.4f}, false alarms {point['false_alarm_rate']:.4f})"
         )
+        timing = summary.get("timing_s")
+        if timing:
+            print(
+                f"Trainer time: {timing['fit']:.0f} s training ({timing['median_epoch']:.1f} s an epoch; the first "
+                f"took {timing['graph_building']:.0f} s more, building graphs), "
+                f"{timing['calibration']:.0f} s calibration"
+            )
         if "familiarity_threshold" in summary:
             familiarity = (
                 "distance of the least decided pattern's cosine from its boundary"

@@ -243,7 +243,7 @@ def replicated_and_single_exports() -> dict:
     single = _small_spanet()
     single.set_weights(model.get_weights())  # the replicas' mean, which serving must use
     folder = tempfile.mkdtemp()
-    image = ImageConfig(height=16, width=16, max_channel=False)  # _small_spanet takes one channel
+    image = ImageConfig(height=16, width=16, max_channel=False, support_channel=False)  # _small_spanet: one channel
     return {
         "variable": type(model.variables[0]).__name__,
         "mirrored": _export(model, f"{folder}/mirrored", image),
@@ -259,3 +259,17 @@ def test_export_of_a_replicated_model_matches_the_single_device_export():
     assert mirrored["signatures"] == single["signatures"]
     for key in ("probabilities", "familiarity", "defect_score", "explanation"):
         np.testing.assert_allclose(mirrored[key], single[key], atol=1e-5, err_msg=key)
+
+
+def test_phase_timing_counts_the_first_epochs_excess_as_graph_building():
+    from components.trainer import phase_timing
+
+    timing = phase_timing([30.0, 8.0, 9.0, 7.5], calibration_seconds=12.34)
+    assert timing == {
+        "fit": 54.5,
+        "first_epoch": 30.0,
+        "median_epoch": 8.0,
+        "graph_building": 22.0,
+        "calibration": 12.3,
+    }
+    assert phase_timing([5.0], 0.0)["graph_building"] == 0.0  # one epoch: nothing to compare with

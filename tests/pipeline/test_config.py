@@ -82,6 +82,6 @@ def test_the_default_data_folder_names_the_recipe():
 
     base = PipelineConfig(output_root="/out")
     assert base.default_data_dir == PipelineConfig(output_root="/out").default_data_dir  # deterministic
-    assert os.path.basename(base.default_data_dir).startswith("synthetic-6500-seed0-")
+    assert os.path.basename(base.default_data_dir).startswith("synthetic-7000-seed0-")
     other = base.with_updates(default_data=DefaultDataConfig(ranges=PatternRanges(scratch_min_dies=8.0)))
     assert other.default_data_dir != base.default_data_dir

@@ -175,8 +175,9 @@ def test_trainer_and_harness_pass_the_same_builder_arguments(model, monkeypatch)
     monkeypatch.setattr(trainer, "build_model", record)
     monkeypatch.setattr(spanet, "build_model", record)  # the harness imports it from spanet when it builds
 
-    # The harness feeds the area-averaged map only (no footprint-maximum channel): compare at one channel.
-    image = ImageConfig(height=32, width=32, max_channel=False)
+    # The harness feeds the area-averaged map only (no footprint-maximum or support channel): compare at
+    # one channel.
+    image = ImageConfig(height=32, width=32, max_channel=False, support_channel=False)
     trainer.build_classifier(3, image, TrainingConfig(model=model, width=0.25))
     assert harness.count_parameters(harness.ModelSpec(label=model, model=model, width=0.25), 3, (32, 32, 1)) == 1234
     (via_trainer_name, via_trainer), (via_harness_name, via_harness) = calls
