@@ -55,9 +55,10 @@ WM811K_CLASS_COUNTS: Dict[str, int] = {
 #: cost memory (a chunk of 1,024 maps of 1,000 x 1,000 dies is 4 GB of float32 probabilities).
 MAX_GRID_SIDE = 512
 
-#: Changes whenever the recipe's code changes what a configuration draws (e.g. 2026-12-03: regions
-#: too small to see are redrawn), so that data made by older code is not taken for today's.
-RECIPE_VERSION = "2026-12-03"
+#: Changes whenever the recipe's code changes what a configuration draws (2026-12-03: regions too
+#: small to see are redrawn; 2026-12-04: so are patterns drawn too faint), so that data made by older
+#: code is not taken for today's.
+RECIPE_VERSION = "2026-12-04"
 
 _SOURCE = "synthetic"
 _TWO_PI = 2.0 * np.pi
@@ -147,8 +148,8 @@ class PatternRanges:
     #: ``scratch_min_dies`` dies: shorter is a cluster, not a scratch), straight, bent or curved.
     scratch_length: Range = (0.2, 0.6)
     scratch_min_dies: float = 6.0
-    #: ... and its part on the wafer at least this share of the grid's side (geometric mean): a six-die
-    #: line on a 100-die grid losing 6 % of its dies at random is a chance alignment, not a scratch.
+    #: ... and at least this share of the grid's side (geometric mean) in on-wafer dies: a six-die line
+    #: on a 100-die grid losing 6 % of its dies at random is a chance alignment, not a scratch.
     scratch_min_share: float = 0.1
     #: Scratch width in dies, with the weights of 1, 2 and 3 dies: very often a single die.
     scratch_width_weights: Tuple[float, float, float] = (0.6, 0.25, 0.15)
