@@ -87,8 +87,12 @@ class ServingModel(tf.Module):
         orientations: int = 1,
         normal_class: str = NORMAL_CLASS,
         multilabel: bool = False,
+        statistics_channels: Optional[int] = None,
     ):
         super().__init__(name="spanet_serving")
+        #: The input envelope's statistics are of the first this many input channels (the image's own;
+        #: None: all), as the Trainer computed them (a Python int: fixed in the traced graph).
+        self.statistics_channels = None if statistics_channels is None else int(statistics_channels)
         self.model = model
         #: One sigmoid per pattern (``class_names`` are then the patterns) instead of one softmax
         #: (a Python bool: fixed in the graph).
@@ -140,7 +144,7 @@ class ServingModel(tf.Module):
             familiarity = tf.reduce_max(cosines, axis=-1)
             predicted_name = tf.gather(self.class_names, tf.argmax(probabilities, axis=-1))
         unknown = (familiarity < self.familiarity_threshold) | outside_envelope(
-            input_statistics(image_xf), self.envelope_low, self.envelope_high
+            input_statistics(image_xf, self.statistics_channels), self.envelope_low, self.envelope_high
         )
         flag_unknown = unknown & self.unknown_is_defective
         # An unknown wafer is flagged (sent to review): its score is at least UNKNOWN_DEFECT_SCORE > 0.5,

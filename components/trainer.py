@@ -183,22 +183,23 @@ def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfi
 
 
 def cosine_logits(
-    model: keras.Model, dataset: tf.data.Dataset, orientations: int = 1
+    model: keras.Model, dataset: tf.data.Dataset, orientations: int = 1, image_channels: Optional[int] = None
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model's cosine logits (averaged over ``orientations``, as served), the true labels and the
-    inputs' pixel statistics over a finite dataset."""
+    inputs' pixel statistics (of their first ``image_channels`` channels) over a finite dataset."""
     cosines, labels, statistics = [], [], []
     classify = tf.function(lambda images: mean_over_orientations(model, images, orientations), autograph=False)
     for images, batch_labels, _ in dataset:
         cosines.append(classify(images).numpy())
         labels.append(batch_labels.numpy())
-        statistics.append(input_statistics(images).numpy())
+        statistics.append(input_statistics(images, image_channels).numpy())
     return np.concatenate(cosines), np.concatenate(labels), np.concatenate(statistics)
 
 
-def statistics_of(dataset: tf.data.Dataset) -> np.ndarray:
-    """The model inputs' pixel statistics (spanet.ood) over a finite, un-augmented dataset, (N, 3)."""
-    statistics = [input_statistics(images).numpy() for images, _, _ in dataset]
+def statistics_of(dataset: tf.data.Dataset, image_channels: Optional[int] = None) -> np.ndarray:
+    """The model inputs' pixel statistics (spanet.ood, of their first ``image_channels`` channels) over a
+    finite, un-augmented dataset, (N, 3)."""
+    statistics = [input_statistics(images, image_channels).numpy() for images, _, _ in dataset]
     return np.concatenate(statistics) if statistics else np.zeros([0, len(STATISTICS)])
 
 
@@ -339,6 +340,7 @@ def calibrate(
     train_statistics: np.ndarray,
     config: TrainingConfig,
     multilabel: bool = False,
+    image_channels: Optional[int] = None,
 ) -> Tuple[float, OperatingPoint, Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
     """Temperature, the unknown-input checks, the defect flag's operating point, and eval quality.
 
@@ -348,7 +350,7 @@ def calibrate(
     check. Unknown wafers are flagged anyway, so the operating point is chosen on the rest.
     With ``multilabel`` the eval labels are multi-hot (normal: all zero) and ``normal_id`` is unused.
     """
-    cosines, labels, statistics = cosine_logits(model, evaluation, config.test_time_orientations)
+    cosines, labels, statistics = cosine_logits(model, evaluation, config.test_time_orientations, image_channels)
     envelope = fit_envelope(np.concatenate([train_statistics, statistics]))
     if multilabel:
         scale = fit_sigmoid_temperature(cosines, labels)
@@ -483,7 +485,13 @@ def run_fn(fn_args) -> None:
     )
     started = time.monotonic()
     scale, point, quality, envelope = calibrate(
-        model, evaluation, normal_id, statistics_of(train_inputs), config, image.multilabel
+        model,
+        evaluation,
+        normal_id,
+        statistics_of(train_inputs, image.channels),
+        config,
+        image.multilabel,
+        image.channels,
     )
     timing = phase_timing(history.epoch_seconds, time.monotonic() - started)
     logging.info(
@@ -539,6 +547,7 @@ def run_fn(fn_args) -> None:
         config.test_time_orientations,
         normal_class=image.normal_class,
         multilabel=image.multilabel,
+        statistics_channels=image.channels,
     )
     started = time.monotonic()
     export_serving_model(

@@ -21,7 +21,7 @@ calibrated on held-out in-distribution data, and an input failing either is unkn
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -40,10 +40,18 @@ STATISTICS: Tuple[str, ...] = ("black_share", "dark_share", "mean_level")
 ENVELOPE_MARGIN = 0.1
 
 
-def input_statistics(images) -> tf.Tensor:
+def input_statistics(images, channels: Optional[int] = None) -> tf.Tensor:
     """(B, 3) float32: share of black pixels, share of dark-grey pixels, mean level of model inputs
-    (B, H, W, C) in [0, 1]."""
+    (B, H, W, C) in [0, 1], over their first ``channels`` channels (None: all).
+
+    Models whose input adds derived channels after the image (a footprint maximum, ...) pass the
+    image's own channel count: the envelope and its margin were measured on the image, and derived
+    channels moved it (with a support channel, Random maps' channels reached a map with every die
+    failing).
+    """
     images = tf.convert_to_tensor(images, tf.float32)
+    if channels is not None:
+        images = images[..., :channels]
     axes = tf.range(1, tf.rank(images))
     black = tf.reduce_mean(tf.cast(images < BLACK_LEVEL, tf.float32), axis=axes)
     dark = tf.reduce_mean(tf.cast((images >= BLACK_LEVEL) & (images < DARK_LEVEL), tf.float32), axis=axes)

@@ -52,3 +52,18 @@ def test_familiarity_threshold_is_conformal():
     ties = np.array([0.2] * 150 + [0.9] * 150)
     assert (ties < familiarity_threshold(ties, 0.01)).sum() == 0
     assert familiarity_threshold(np.array([]), 0.01) == -1.0
+
+
+def test_derived_channels_do_not_widen_the_envelope():
+    """The Trainer and the served model take the statistics of the image's own channel: with the footprint
+    maximum and support channels counted too, Random maps' envelope (30-60 % fails) took in a map with
+    every die failing."""
+    maps = generate_wafer_maps(300, 1, class_mix={"Random": 1.0, "Center": 1.0, "none": 1.0}, min_size=26, max_size=64)
+    inputs = _inputs([encode_png(r.image) for r in maps])
+    assert inputs.shape[-1] == 3  # area average, footprint maximum, support
+    all_failing = _inputs(unknown_probes()["all dies failing"])
+    image_only = fit_envelope(input_statistics(inputs, channels=1).numpy())
+    assert outside_envelope(input_statistics(all_failing, channels=1), *image_only).numpy().all()
+    every_channel = fit_envelope(input_statistics(inputs).numpy())
+    assert not outside_envelope(input_statistics(all_failing), *every_channel).numpy().any()
+    np.testing.assert_allclose(input_statistics(inputs, channels=1), input_statistics(inputs[..., :1]))
