@@ -77,7 +77,7 @@ def resize(image: tf.Tensor, config: ImageConfig) -> tf.Tensor:
         channels.append(max_resize(image, config.height, config.width))
     if config.support_channel:
         channels.append(max_resize(supported(image), config.height, config.width))
-    resized = tf.concat(channels, axis=-1) if len(channels) > 1 else channels[0]
+    resized = tf.concat(channels, axis=-1)
     return tf.ensure_shape(resized, [config.height, config.width, config.input_channels])
 
 

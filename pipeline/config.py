@@ -18,10 +18,10 @@ from spanet.serving.contract import DEFAULT_MODEL_NAME
 from spanet.data.generator import DEFAULT_CLASS_MIX, RECIPE_VERSION, GeneratorConfig, PatternRanges
 
 #: Splits by lot: the Trainer fits on train, picks its operating point on eval; the gate judges test.
-#: 40 % goes to test so that the default data's test split holds ~1,700 defective wafers, ~200 per
+#: 40 % goes to test so that the default data's test split holds ~1,850 defective wafers, ~230 per
 #: class: the one-sided 95 % lower bound clears 0.99 with up to 10 misses there (with none it needs 299
 #: defective wafers; components.clopper_pearson.defects_needed), and each class's point estimate with
-#: one or two. With the earlier quarter (~880, ~100 per class) a model that misses 0.25 % of defective
+#: up to two. With the earlier quarter (~880, ~100 per class) a model that misses 0.25 % of defective
 #: wafers (measured on 5,354 fresh maps) was refused about half the time by chance alone.
 #: How mixed-type labels (``Center+Loc``) are trained: each combination as its own class (MixedWM38's
 #: 38 classes); "single": mixed maps are left out, counted in the quarantine report; "multilabel": one

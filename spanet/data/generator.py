@@ -499,8 +499,8 @@ def _visible_region(
     cls: str, n: int, geo, grid: "Grid", rng: np.random.Generator, ranges: PatternRanges, on_wafer: np.ndarray
 ) -> np.ndarray:
     """``n`` regions of a class, each holding at least ``ranges.min_region_dies`` on-wafer dies where the
-    grid allows it (scratches: ``scratch_min_dies``): too small ones are redrawn, then drawn whole
-    (no partial cut)."""
+    grid allows it (scratches: ``scratch_min_dies`` and ``scratch_min_share`` of the grid's side): too
+    small ones are redrawn, then drawn whole (no partial cut)."""
     share = ranges.partial_share if cls in _PARTIAL_CLASSES else 0.0
     # A scratch is a line: its own minimum length is the bound (it must lie on the wafer too).
     side = float(np.sqrt(grid.rows * grid.cols))
