@@ -4,7 +4,11 @@ Measures, in the same run and on the same model and images: latency p50 / p99 at
 throughput (images/s) at batch 32, with 1 and 8 concurrent clients (threads; one channel each).
 Each setting runs a fixed number of requests, `--repeats` times; the table shows the medians.
 Targets checked: gRPC adds <= 15 % at batch 32 (throughput), p99 <= 2 x p50 at batch 1 (gRPC),
-zero errors. Loopback only, bounded loops. Not run in tests. Usage:
+zero errors. In the same repeats, the published code's Keras ``predict`` (an SP&A-Net of the served
+model's architecture and input, with the published code's single-channel attention softmax and every
+layer run separately) runs on pre-decoded images at batch 32 in one call per repeat: the served
+model, PNG decoding and the Transform graph included, is compared with it (issue 15).
+Loopback only, bounded loops. Not run in tests. Usage:
 
     python benchmarks/bench_serving.py [--model-base-path DIR] [--repeats 3]
 
@@ -21,7 +25,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,6 +128,51 @@ class ServeProcess:
         self.proc.wait(timeout=60)
 
 
+def published_predict(model_dir: str, count: int) -> Optional[Tuple[Callable[[], float], int]]:
+    """The published code's Keras ``predict`` at the served model's architecture: a call that returns
+    images/s over ``count`` pre-decoded images at batch 32, and the orientations the served model
+    averages over per image (each one a forward pass); None if the model is not an SP&A-Net."""
+    import json
+
+    import numpy as np
+
+    from components.config import ImageConfig, TrainingConfig
+    from components.trainer import OPERATING_POINT_JSON
+    from spanet import build_spanet
+
+    with open(os.path.join(model_dir, OPERATING_POINT_JSON), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    image, training = ImageConfig.from_custom_config(summary), TrainingConfig.from_custom_config(summary)
+    if training.model != "spanet":
+        return None
+    shape = (image.height, image.width, image.input_channels)
+    model = build_spanet(
+        num_classes=len(summary["class_names"]),
+        input_shape=shape,
+        width=training.width,
+        r=training.r,
+        attention=training.attention,
+        norm=training.norm,
+        head=training.head,
+        reference_attention=True,
+        fused=False,
+    )
+    if model.count_params() != summary["parameters"]:
+        raise SystemExit(
+            f"the published-code model has {model.count_params():,} parameters, the served one "
+            f"{summary['parameters']:,}: not the same architecture"
+        )
+    arrays = np.random.RandomState(0).uniform(size=(count, *shape)).astype(np.float32)
+    model.predict(arrays[:64], batch_size=32, verbose=0)  # trace and warm up
+
+    def rate() -> float:
+        started = time.perf_counter()
+        model.predict(arrays, batch_size=32, verbose=0)
+        return count / (time.perf_counter() - started)
+
+    return rate, training.test_time_orientations
+
+
 def make_images(count: int) -> List[bytes]:
     from spanet.data.generator import generate_wafer_maps
     from spanet.data.imageio import encode_png
@@ -217,6 +266,9 @@ def main(argv=None) -> int:
     def over_grpc(k: int, chunk: List[bytes]) -> None:
         clients[k].predict_images(chunk)
 
+    published = published_predict(os.path.join(base, str(version)), 32 * config.requests_for(32))
+    published_rates: List[float] = []
+
     results: Dict[tuple, Dict[str, float]] = {}
     try:
         for mode, call in (("in-process", in_process), ("gRPC", over_grpc)):
@@ -232,6 +284,8 @@ def main(argv=None) -> int:
                         runs_of.setdefault((batch, n_clients, mode), []).append(
                             drive(call, images, batch, n_clients, config.requests_for(batch))
                         )
+            if published is not None:
+                published_rates.append(published[0]())
         for batch in config.batch_sizes:
             for n_clients in config.client_counts:
                 for mode in ("in-process", "gRPC"):
@@ -292,6 +346,19 @@ def main(argv=None) -> int:
                 f"{g['p50_ms']:.2f} / {g['p99_ms']:.2f} | "
                 f"{a['img_s']:.0f} | {g['img_s']:.0f} | {overhead * 100:+.1f}% | "
                 f"{ratio:.2f} | {g['errors']} of {g['requests']} |"
+            )
+    if published_rates:
+        base_rate, orientations = statistics.median(published_rates), published[1]
+        print(
+            f"\npublished code's Keras predict, same architecture, pre-decoded, batch 32: {base_rate:.0f} img/s "
+            "(one forward pass per image)"
+        )
+        for mode in ("in-process", "gRPC"):
+            served = results[(32, 1, mode)]["img_s"]
+            print(
+                f"  served {mode:<10} at batch 32, 1 client (PNG decoding and Transform included): {served:.0f} "
+                f"img/s = x{served / base_rate:.2f}; {orientations} orientation(s) averaged per image: "
+                f"{served * orientations:.0f} forward passes/s = x{served * orientations / base_rate:.2f}"
             )
     print("\ntargets:")
     for text, ok in checks:

@@ -19,7 +19,10 @@ with ``+`` (the normal class when none is), P(normal) = 1 - the largest pattern 
 the defect flag means "any pattern present" at the operating threshold.
 
 Preprocessing is the Transform graph itself (attached as ``tft_layer``), so serving
-decodes and resizes exactly as training did.
+decodes and resizes exactly as training did. The classifier in every signature but ``explain``
+is the Keras model frozen at export (``spanet.export.FrozenInference``: weights as constants,
+BatchNorm folded into the kernels once), so a server runs the frozen graph's speed; ``explain``
+needs gradients of the live model and keeps it.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from spanet.serving.contract import (
     IMAGES_INPUT,
     LABELS_SIGNATURE,
 )
-from spanet.export import export_saved_model
+from spanet.export import FrozenInference, export_saved_model
 from spanet.calibration import SIGMOID_BOUNDARY
 from spanet.data.classes import MIXED_LABEL_SEPARATOR, NORMAL_CLASS
 from spanet.ood import STATISTICS, fit_envelope, input_statistics, multilabel_familiarity, outside_envelope
@@ -94,6 +97,8 @@ class ServingModel(tf.Module):
         #: None: all), as the Trainer computed them (a Python int: fixed in the traced graph).
         self.statistics_channels = None if statistics_channels is None else int(statistics_channels)
         self.model = model
+        #: The model's inference pass with its weights frozen now (the classifier of the signatures).
+        self.inference = FrozenInference(model)
         #: One sigmoid per pattern (``class_names`` are then the patterns) instead of one softmax
         #: (a Python bool: fixed in the graph).
         self.multilabel = bool(multilabel)
@@ -131,7 +136,7 @@ class ServingModel(tf.Module):
         return tf.cast(present, tf.float32), joined
 
     def _classify(self, image_xf: tf.Tensor) -> Dict[str, tf.Tensor]:
-        cosines = mean_over_orientations(self.model, image_xf, self.orientations)
+        cosines = mean_over_orientations(self.inference, image_xf, self.orientations)
         extra = {}
         if self.multilabel:
             probabilities = tf.sigmoid((cosines - SIGMOID_BOUNDARY) * self.probability_scale)

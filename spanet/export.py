@@ -17,6 +17,49 @@ from typing import Any, Mapping, Optional, Sequence
 from spanet._keras import keras, tf
 
 
+class FrozenInference:
+    """A Keras model's inference pass with its weights as constants: what a server should run.
+
+    Built once from the model's current weights: TensorFlow's graph optimiser then folds the
+    BatchNorm arithmetic (``spanet.layers.folding`` recomputes it from the live variables on every
+    call) into the kernels and fuses each product with its bias and ReLU. Call it like the model
+    (``frozen(images, training=False)``); it is a snapshot, so weights changed later are not seen.
+
+    Args:
+      model: the Keras model; its first input is the image batch.
+      batches_per_call: with more than 1, the input is a stack of that many batches
+        (``(N, B, H, W, C)``) run one after another inside one call (one dispatch for N batches).
+    """
+
+    def __init__(self, model: keras.Model, batches_per_call: int = 1):
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        shape = [None, *model.inputs[0].shape[1:]]
+        dtype = model.inputs[0].dtype
+        if batches_per_call == 1:
+            function = tf.function(lambda images: model(images, training=False), autograph=False)
+            spec = tf.TensorSpec(shape, dtype, name="images")
+        else:
+            function = tf.function(
+                lambda stacked: tf.map_fn(
+                    lambda images: model(images, training=False),
+                    stacked,
+                    parallel_iterations=1,
+                    fn_output_signature=model.outputs[0].dtype,
+                ),
+                autograph=False,
+            )
+            spec = tf.TensorSpec([None, *shape], dtype, name="stacked_images")
+        self.function = convert_variables_to_constants_v2(function.get_concrete_function(spec))
+        self._single_output = len(model.outputs) == 1
+
+    def __call__(self, images: tf.Tensor, training: bool = False) -> Any:
+        if training:
+            raise ValueError("FrozenInference runs inference only; call the Keras model to train")
+        outputs = self.function(images)  # a list, whatever the model's output structure
+        return outputs[0] if self._single_output else outputs
+
+
 def export_saved_model(
     path: str,
     signatures: Mapping[str, Any],

@@ -49,7 +49,7 @@ class SPABlock(keras.layers.Layer):
         ``expansion * multiplier`` channels). 1 keeps the block's width fixed for any r.
       fused: the CPU fast paths, with the same weights and outputs (to float
         rounding): 1x1 convolutions as matrix products, depthwise convolutions that
-        train faster on 2x2 maps, and in inference BatchNorm folded into the
+        train faster onto maps of at most four positions, and in inference BatchNorm folded into the
         depthwise or 1x1 convolution before it. False runs every layer separately,
         as the published code does (for comparisons).
     """

@@ -56,7 +56,7 @@ class SelfProliferation(keras.layers.Layer):
       use_bias: whether both convolutions carry a bias.
       fused: the CPU fast paths, same weights and outputs: a 1x1, stride-1
         intrinsic convolution as one matrix product (:class:`PointwiseConv2D`), a
-        cheap convolution that trains faster on 2x2 maps, and a one-op concat
+        cheap convolution that trains faster onto maps of at most four positions, and a one-op concat
         gradient; False computes layer by layer as the published code does.
     """
 

@@ -2,8 +2,8 @@
 
 ``fused=True`` (the default) evaluates 1x1 convolutions as matrix products, folds
 BatchNorm into the convolution before it in inference, splits the concat gradient
-in one op and trains depthwise convolutions on 2x2 maps as a product over
-positions; ``fused=False`` runs the layers one by one as the published code does.
+in one op and trains depthwise convolutions onto maps of at most four positions as
+a batched matrix product; ``fused=False`` runs the layers one by one as the published code does.
 """
 
 import numpy as np
@@ -69,7 +69,15 @@ def test_tap_table_links_positions_through_kernel_taps():
 
 @pytest.mark.parametrize(
     "height, width, kernel, stride, multiplier",
-    [(2, 2, 3, 1, 1), (2, 2, 5, 1, 3), (2, 1, 3, 2, 2), (1, 1, 3, 1, 1), (2, 2, 5, 2, 1)],
+    [
+        (2, 2, 3, 1, 1),
+        (2, 2, 5, 1, 3),
+        (2, 1, 3, 2, 2),
+        (1, 1, 3, 1, 1),
+        (2, 2, 5, 2, 1),
+        (4, 4, 5, 2, 1),
+        (4, 3, 3, 2, 2),
+    ],
 )
 def test_small_map_depthwise_trains_like_the_native_kernel(height, width, kernel, stride, multiplier):
     layer = SmallMapDepthwiseConv2D(kernel, stride, padding="same", depth_multiplier=multiplier)
@@ -87,10 +95,12 @@ def test_small_map_depthwise_trains_like_the_native_kernel(height, width, kernel
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_small_map_depthwise_keeps_the_native_kernel_on_larger_maps():
-    layer = SmallMapDepthwiseConv2D(3, padding="same")
-    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec([1, 4, 4, 2])).graph
-    assert any(op.type == "DepthwiseConv2dNative" for op in graph.get_operations())
+@pytest.mark.parametrize("size, stride, native", [(4, 1, True), (8, 2, True), (4, 2, False), (2, 1, False)])
+def test_small_map_depthwise_keeps_the_native_kernel_where_the_output_is_larger(size, stride, native):
+    layer = SmallMapDepthwiseConv2D(3, stride, padding="same")
+    spec = tf.TensorSpec([1, size, size, 2])
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(spec).graph
+    assert any(op.type == "DepthwiseConv2dNative" for op in graph.get_operations()) == native
 
 
 def test_batchnorm_scale_shift_is_the_inference_affine_map():
