@@ -148,7 +148,12 @@ def summarise(events: List[Event], steps: int, wall_s: float) -> Dict[str, Any]:
 
     def table(values: Dict[str, float]) -> List[Dict[str, Any]]:
         return [
-            {"name": name, "ms_per_step": round(ms, 2), "share": round(ms / total, 4), "ops_per_step": counts.get(name)}
+            {
+                "name": name,
+                "ms_per_step": round(ms, 2),
+                "share": round(ms / total, 4),
+                "ops_per_step": round(counts[name] / steps, 1) if name in counts else None,  # op types only
+            }
             for name, ms in sorted(values.items(), key=lambda item: -item[1])
         ]
 

@@ -47,27 +47,30 @@ def _folded_scale_shift(conv: keras.layers.Layer, bn: keras.layers.BatchNormaliz
 def depthwise_with_batchnorm(
     conv: keras.layers.DepthwiseConv2D, bn: keras.layers.BatchNormalization, inputs: tf.Tensor
 ) -> tf.Tensor:
-    """``bn(conv(inputs))`` in inference, as one depthwise convolution with a bias."""
-    scale, shift = _folded_scale_shift(conv, bn)
-    kernel = tf.cast(conv.depthwise_kernel, tf.float32)
-    in_channels, multiplier = int(kernel.shape[2]), int(kernel.shape[3])
-    kernel = kernel * tf.reshape(scale, [1, 1, in_channels, multiplier])
-    outputs = tf.nn.depthwise_conv2d(
-        inputs,
-        tf.cast(kernel, inputs.dtype),
-        strides=(1, *conv.strides, 1),
-        padding=conv.padding.upper(),
-        dilations=conv.dilation_rate,
-    )
-    return tf.nn.bias_add(outputs, tf.cast(shift, inputs.dtype))
+    """``bn(conv(inputs))`` in inference, as one depthwise convolution with a bias (named after ``conv``)."""
+    with tf.name_scope(conv.name):
+        scale, shift = _folded_scale_shift(conv, bn)
+        kernel = tf.cast(conv.depthwise_kernel, tf.float32)
+        in_channels, multiplier = int(kernel.shape[2]), int(kernel.shape[3])
+        kernel = kernel * tf.reshape(scale, [1, 1, in_channels, multiplier])
+        outputs = tf.nn.depthwise_conv2d(
+            inputs,
+            tf.cast(kernel, inputs.dtype),
+            strides=(1, *conv.strides, 1),
+            padding=conv.padding.upper(),
+            dilations=conv.dilation_rate,
+        )
+        return tf.nn.bias_add(outputs, tf.cast(shift, inputs.dtype))
 
 
 def pointwise_with_batchnorm(
     conv: keras.layers.Conv2D, bn: keras.layers.BatchNormalization, inputs: tf.Tensor
 ) -> tf.Tensor:
-    """``bn(conv(inputs))`` in inference for a 1x1, stride-1 convolution, as one matrix product with a bias."""
-    scale, shift = _folded_scale_shift(conv, bn)
-    kernel = tf.cast(conv.kernel, tf.float32)
-    in_channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
-    matrix = tf.reshape(kernel, [in_channels, filters]) * scale
-    return matmul_over_positions(inputs, tf.cast(matrix, inputs.dtype), tf.cast(shift, inputs.dtype))
+    """``bn(conv(inputs))`` in inference for a 1x1, stride-1 convolution, as one matrix product with a bias
+    (named after ``conv``)."""
+    with tf.name_scope(conv.name):
+        scale, shift = _folded_scale_shift(conv, bn)
+        kernel = tf.cast(conv.kernel, tf.float32)
+        in_channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
+        matrix = tf.reshape(kernel, [in_channels, filters]) * scale
+        return matmul_over_positions(inputs, tf.cast(matrix, inputs.dtype), tf.cast(shift, inputs.dtype))
