@@ -1,4 +1,5 @@
-"""Signature-only SavedModel export: fast, loadable by TF Serving, TFMA and `tf.saved_model.load`.
+"""Signature-only SavedModel export: fast, loadable by TF Serving, TFMA and `tf.saved_model.load`;
+and the frozen inference pass (:class:`FrozenInference`) that exported signatures should run.
 
 Saving a Keras model object makes TensorFlow trace and serialise every layer's call
 (about a minute for SP&A-Net on 2 cores). Serving only needs the signatures and the

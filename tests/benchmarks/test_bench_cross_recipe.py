@@ -1,21 +1,13 @@
 """The cross-recipe benchmark's threshold-free comparison and its argument checks (the scoring itself
 runs through a served model in the benchmark)."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_cross_recipe.py")
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_cross_recipe", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_cross_recipe")
 
 
 def test_missed_at_false_alarms_sets_the_threshold_on_the_normal_wafers(bench):

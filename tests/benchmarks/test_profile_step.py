@@ -1,20 +1,12 @@
 """The step profiler's sums per op type, part of the network and pass, and its argument checks (the profiling
 itself runs in the benchmark)."""
 
-import importlib.util
-import os
-
 import pytest
-
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "profile_step.py")
 
 
 @pytest.fixture(scope="module")
-def profiler():
-    spec = importlib.util.spec_from_file_location("profile_step", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def profiler(load_benchmark):
+    return load_benchmark("profile_step")
 
 
 def test_parts_of_the_network_come_from_node_names(profiler):
