@@ -311,6 +311,10 @@ def gflops(row: Dict[str, Any], what: str) -> float:
     return row["flops"] * passes * row[what] / 1e9
 
 
+def format_gflops(row: Dict[str, Any], what: str) -> str:
+    return f"{gflops(row, what):.1f}" if what in row else "–"
+
+
 def print_table(rows: List[Dict[str, Any]]) -> None:
     header = (
         f"{'model':<52} {'params':>10} {'MFLOP/img':>10} {'train img/s':>14} {'GFLOP/s':>8} "
@@ -324,7 +328,7 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
             continue
         print(
             f"{row['name']:<52} {row['params']:>10,} {row['flops'] / 1e6:>10.1f} {format_rate(row, 'train'):>14} "
-            f"{gflops(row, 'train'):>8.1f} {format_rate(row, 'infer'):>14} {gflops(row, 'infer'):>8.1f}"
+            f"{format_gflops(row, 'train'):>8} {format_rate(row, 'infer'):>14} {format_gflops(row, 'infer'):>8}"
         )
 
 
@@ -336,7 +340,10 @@ def print_summary(rows: List[Dict[str, Any]], peak: Optional[float]) -> None:
     for row in rows[1:]:
         parts = [f"{what} x{row[what] / base[what]:.2f}" for what in ("train", "infer") if what in row]
         print(f"  {row['name'].strip():<50} {', '.join(parts)}")
-    default = next(row for row in rows if "default" in row["name"])
+    default = next((row for row in rows if "default" in row["name"]), {})
+    if "train" not in default or "infer" not in default:
+        print("\nThe default row has no figures (its worker failed): no targets to check.")
+        return
     fp32 = [row for row in rows if "bfloat16" not in row["name"] and "XLA" not in row["name"]]
     best_infer = max(fp32, key=lambda row: row.get("infer", 0))
     print(
@@ -345,7 +352,8 @@ def print_summary(rows: List[Dict[str, Any]], peak: Optional[float]) -> None:
     for what, label in (("train", "training"), ("infer", "Keras predict")):
         ratio = default[what] / base[what]
         verdict = "met" if ratio >= TARGET_SPEED_UP else "missed"
-        print(f"  {label:<14} x{ratio:.2f} the published code (target x{TARGET_SPEED_UP:.1f}) -> {verdict}")
+        # Three decimals, so that a ratio just under the target never prints as the target.
+        print(f"  {label:<14} x{ratio:.3f} the published code (target x{TARGET_SPEED_UP:.1f}) -> {verdict}")
     print(
         f"  training  >= {TARGET_TRAIN:.0f} img/s: median {default['train']:.0f} "
         f"-> {'met' if default['train'] >= TARGET_TRAIN else 'missed'}"

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -17,6 +18,7 @@ def load_benchmark():
         if name not in loaded:
             spec = importlib.util.spec_from_file_location(name, os.path.join(_BENCHMARKS, f"{name}.py"))
             module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses look their module up there
             spec.loader.exec_module(module)
             loaded[name] = module
         return loaded[name]

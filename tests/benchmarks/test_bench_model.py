@@ -1,0 +1,35 @@
+"""The model benchmark's arithmetic rates and its check of the x2.0 targets against the published code (the
+timing itself runs in the benchmark)."""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("bench_model")
+
+
+def _rows(train, infer):
+    published = {"name": "published code", "flops": 60e6, "train": 250.0, "infer": 800.0}
+    default = {"name": "SP&A-Net, CPU fast paths (fused=True, default)", "flops": 30e6, "train": train, "infer": infer}
+    return [published, default]
+
+
+def test_training_counts_three_passes_of_arithmetic(bench):
+    row = {"flops": 30e6, "train": 400.0, "infer": 1000.0}
+    assert bench.gflops(row, "train") == pytest.approx(36.0)
+    assert bench.gflops(row, "infer") == pytest.approx(30.0)
+    assert bench.format_gflops({"flops": 1.0}, "train") == "–"
+
+
+def test_targets_are_ratios_to_the_published_code_in_the_same_run(bench, capsys):
+    bench.print_summary(_rows(train=500.0, infer=1600.0), peak=100.0)
+    text = capsys.readouterr().out
+    assert "training       x2.000 the published code (target x2.0) -> met" in text
+    assert "Keras predict  x2.000 the published code (target x2.0) -> met" in text
+    assert "train arithmetic rate 45.0 GFLOP/s = 45.0%" in text
+    bench.print_summary(_rows(train=499.0, infer=1200.0), peak=None)
+    text = capsys.readouterr().out
+    assert "training       x1.996 the published code (target x2.0) -> missed" in text
+    assert "Keras predict  x1.500 the published code (target x2.0) -> missed" in text
+    assert "arithmetic rate" not in text
