@@ -137,32 +137,20 @@ def published_predict(model_dir: str, count: int) -> Optional[Tuple[Callable[[],
     import numpy as np
 
     from components.config import ImageConfig, TrainingConfig
-    from components.trainer import OPERATING_POINT_JSON
-    from spanet import build_spanet
+    from components.trainer import OPERATING_POINT_JSON, build_classifier
 
     with open(os.path.join(model_dir, OPERATING_POINT_JSON), encoding="utf-8") as handle:
         summary = json.load(handle)
     image, training = ImageConfig.from_custom_config(summary), TrainingConfig.from_custom_config(summary)
     if training.model != "spanet":
         return None
-    shape = (image.height, image.width, image.input_channels)
-    model = build_spanet(
-        num_classes=len(summary["class_names"]),
-        input_shape=shape,
-        width=training.width,
-        r=training.r,
-        attention=training.attention,
-        norm=training.norm,
-        head=training.head,
-        reference_attention=True,
-        fused=False,
-    )
+    model = build_classifier(len(summary["class_names"]), image, training, reference_attention=True, fused=False)
     if model.count_params() != summary["parameters"]:
         raise SystemExit(
             f"the published-code model has {model.count_params():,} parameters, the served one "
             f"{summary['parameters']:,}: not the same architecture"
         )
-    arrays = np.random.RandomState(0).uniform(size=(count, *shape)).astype(np.float32)
+    arrays = np.random.RandomState(0).uniform(size=(count, *model.inputs[0].shape[1:])).astype(np.float32)
     model.predict(arrays[:64], batch_size=32, verbose=0)  # trace and warm up
 
     def rate() -> float:
@@ -285,7 +273,8 @@ def main(argv=None) -> int:
                             drive(call, images, batch, n_clients, config.requests_for(batch))
                         )
             if published is not None:
-                published_rates.append(published[0]())
+                published_rate, _ = published
+                published_rates.append(published_rate())
         for batch in config.batch_sizes:
             for n_clients in config.client_counts:
                 for mode in ("in-process", "gRPC"):
@@ -348,7 +337,8 @@ def main(argv=None) -> int:
                 f"{ratio:.2f} | {g['errors']} of {g['requests']} |"
             )
     if published_rates:
-        base_rate, orientations = statistics.median(published_rates), published[1]
+        _, orientations = published
+        base_rate = statistics.median(published_rates)
         print(
             f"\npublished code's Keras predict, same architecture, pre-decoded, batch 32: {base_rate:.0f} img/s "
             "(one forward pass per image)"

@@ -168,9 +168,10 @@ def pattern_targets(class_names: Sequence[str], patterns: Sequence[str]) -> np.n
     return rows
 
 
-def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfig) -> keras.Model:
+def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfig, **options: Any) -> keras.Model:
     """The configured network (SP&A-Net by default) with cosine logits; the builder takes the model
-    options that ``spanet.recipe.model_options`` gives it."""
+    options that ``spanet.recipe.model_options`` gives it, and ``options`` on top (e.g. the published
+    code's ``reference_attention`` for a speed comparison)."""
     return build_model(
         config.model,
         num_classes=num_classes,
@@ -179,6 +180,7 @@ def build_classifier(num_classes: int, image: ImageConfig, config: TrainingConfi
         **recipe.model_options(
             config.model, r=config.r, attention=config.attention, norm=config.norm, head=config.head
         ),
+        **options,
     )
 
 

@@ -198,3 +198,19 @@ def test_harness_options_override_the_recipes():
     assert harness.builder_options(spec) == {**model_options("spanet"), "r": 0.06, "block_depth_multiplier": 1}
     assert harness.builder_options(spec, block_depth_multiplier=None)["block_depth_multiplier"] is None
     assert harness.builder_options(harness.ModelSpec(label="m", model="mobilenet_v2")) == {}
+
+
+def test_build_classifier_passes_extra_options_to_the_builder():
+    """The serving benchmark builds the published code's variant of the served architecture this way."""
+    from components.config import ImageConfig, TrainingConfig
+    from components.trainer import build_classifier
+    from spanet.layers import SelfAttention
+
+    image = ImageConfig(height=32, width=32, max_channel=False, support_channel=False)
+    config = TrainingConfig(width=0.25)
+    served = build_classifier(3, image, config)
+    published = build_classifier(3, image, config, reference_attention=True, fused=False)
+    assert published.count_params() == served.count_params()
+    attention = [layer for layer in published.submodules if isinstance(layer, SelfAttention)]
+    assert attention and all(layer.reference_softmax and not layer.fused for layer in attention)
+    assert not any(layer.reference_softmax for layer in served.submodules if isinstance(layer, SelfAttention))
