@@ -4,6 +4,7 @@ import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import features
@@ -42,6 +43,8 @@ def test_frozen_inference_answers_as_the_model_and_is_a_snapshot():
     for variable in model.trainable_variables:
         variable.assign(variable * 2.0)
     np.testing.assert_array_equal(frozen(tf.constant(x)).numpy(), before)
+    with pytest.raises(ValueError, match="runs inference only; call the Keras model to train"):
+        frozen(tf.constant(x), training=True)
 
 
 def test_exported_signatures_answer_as_the_keras_model_without_reading_its_weights(tmp_path):
