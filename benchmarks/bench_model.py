@@ -16,13 +16,14 @@ run separately: the baseline), the paper's attention layer by layer, the same wi
 the library's CPU fast paths (``fused=True``, the default: 1x1 convolutions as
 matrix products, BatchNorm folded in inference, one-op concat gradient,
 depthwise training onto maps of at most four positions as a batched matrix
-product; and ``make_optimizer``'s NAG on TensorFlow's fused update kernels, where
-the first two rows use the stock Keras SGD), then what frozen graphs (as the
-exported serving signature runs them, saved and reloaded), ``steps_per_execution``,
-XLA and bfloat16 give on top. Architecture, parameter count and batch are the
-same in every SP&A-Net row. GFLOP/s columns are the achieved arithmetic rate of
-the medians (training: three passes' worth of FLOPs per image); the per-op split
-of a training step is ``benchmarks/profile_step.py``'s.
+product, inference on each batch's two halves side by side (``spanet.halves``);
+and ``make_optimizer``'s NAG on TensorFlow's fused update kernels, where the first
+two rows use the stock Keras SGD), the same inference in one pass per batch (what
+the halves give), then what frozen graphs (as the exported serving signature runs
+them, saved and reloaded), ``steps_per_execution``, XLA and bfloat16 give on top.
+Architecture, parameter count and batch are the same in every SP&A-Net row. GFLOP/s
+columns are the achieved arithmetic rate of the medians (training: three passes' worth
+of FLOPs per image); the per-op split of a training step is ``benchmarks/profile_step.py``'s.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Variant:
     train: bool = True  # False: the training row equals another row's, so it is not repeated
     fused_optimizer: bool = True  # False: the stock keras.optimizers.SGD instead of make_optimizer's FusedSGD
     batches: int = 16  # batches per timed pass (fewer for the slow variants)
+    halves: bool = True  # False: inference in one pass per batch, not on its two halves side by side
 
 
 def spanet_variants() -> List[Variant]:
@@ -79,7 +81,9 @@ def spanet_variants() -> List[Variant]:
         ),
         Variant("SP&A-Net, paper attention, layer by layer", build_kwargs=dict(fused=False), fused_optimizer=False),
         Variant("SP&A-Net, CPU fast paths (fused=True, default)"),
+        Variant("  Keras predict in one pass per batch (no halves)", halves=False, train=False),
         Variant("  + frozen inference graph", inference="frozen", train=False),
+        Variant("  frozen graph in one pass per batch (no halves)", inference="frozen", halves=False, train=False),
         Variant("  + frozen graph, 16 batches per call", inference="frozen16", train=False),
         Variant("  exported serving signature (frozen, SavedModel)", inference="exported", train=False),
         Variant("  + steps_per_execution=16", steps_per_execution=16),
@@ -175,10 +179,12 @@ class Worker:
         if variant.train:
             self.model.fit(self.dataset, epochs=1, verbose=0)  # trace and warm up
         if variant.inference == "predict":
-            self.infer = lambda: self.model.predict(images, verbose=0)
+            # The same layers in a plain functional model predict in one pass per batch.
+            predictor = self.model if variant.halves else keras.Model(self.model.inputs, self.model.outputs)
+            self.infer = lambda: predictor.predict(images, verbose=0)
         elif variant.inference in ("frozen", "exported"):
             if variant.inference == "frozen":
-                frozen = FrozenInference(self.model)
+                frozen = FrozenInference(self.model, halves=variant.halves)
             else:
                 self._export_dir = tempfile.TemporaryDirectory(prefix="bench-model-")  # removed with the worker
                 frozen = exported_signature(self.model, self._export_dir.name)

@@ -23,27 +23,37 @@ class FrozenInference:
 
     Built once from the model's current weights: TensorFlow's graph optimiser then folds the
     BatchNorm arithmetic (``spanet.layers.folding`` recomputes it from the live variables on every
-    call) into the kernels and fuses each product with its bias and ReLU. Call it like the model
-    (``frozen(images, training=False)``); it is a snapshot, so weights changed later are not seen.
+    call) into the kernels and fuses each product with its bias and ReLU. Each batch runs as two halves
+    side by side (``spanet.halves``), which keeps both cores of a small CPU busy. Call it like the
+    model (``frozen(images, training=False)``); it is a snapshot, so weights changed later are not seen.
 
     Args:
       model: the Keras model; its first input is the image batch.
       batches_per_call: with more than 1, the input is a stack of that many batches
         (``(N, B, H, W, C)``) run one after another inside one call (one dispatch for N batches).
+      halves: run each batch as two halves side by side (the same outputs); False runs one graph.
     """
 
-    def __init__(self, model: keras.Model, batches_per_call: int = 1):
+    def __init__(self, model: keras.Model, batches_per_call: int = 1, halves: bool = True):
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        from spanet.halves import call_in_halves
 
         shape = [None, *model.inputs[0].shape[1:]]
         dtype = model.inputs[0].dtype
+
+        def infer(images: tf.Tensor) -> Any:
+            if halves:
+                return call_in_halves(lambda half: model(half, training=False), images)
+            return model(images, training=False)
+
         if batches_per_call == 1:
-            function = tf.function(lambda images: model(images, training=False), autograph=False)
+            function = tf.function(infer, autograph=False)
             spec = tf.TensorSpec(shape, dtype, name="images")
         else:
             function = tf.function(
                 lambda stacked: tf.map_fn(
-                    lambda images: model(images, training=False),
+                    infer,
                     stacked,
                     parallel_iterations=1,
                     fn_output_signature=model.outputs[0].dtype,
