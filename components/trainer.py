@@ -125,38 +125,28 @@ def make_dataset(
     preprocessing), with die-level augmentation between the two for training. Training caches the
     encoded bytes and augments afresh every epoch, forever; evaluation caches the model inputs (unless
     ``cache`` is False, for a single pass) and declares its number of batches, which Keras needs to
-    evaluate with ``steps_per_execution > 1``. The augmentation draws come from seed streams of
-    ``config.seed`` (one seed per example, one per batch), so a run repeats its batches exactly,
-    however the parallel maps schedule their work.
+    evaluate with ``steps_per_execution > 1``.
     """
     table = tf.constant(weights)
     parallel = os.cpu_count() or 1
     augment = config.augment_config() if training else None
 
-    def prepare(encoded, label, seed=None):
+    def prepare(encoded, label):
         pixels = decode(encoded, image)
         if augment is not None:
-            pixels = augment_wafer_map(pixels, augment, seed)
+            pixels = augment_wafer_map(pixels, augment)
         return resize(pixels, image), label
-
-    def seed_stream(offset: int) -> tf.data.Dataset:
-        """Stateless seeds (shape (2,)), a reproducible stream for each offset."""
-        return tf.data.Dataset.random(seed=config.seed + offset).batch(2)
 
     dataset = _raw_records(patterns, class_names)
     if training:
         dataset = dataset.cache().shuffle(4096, seed=config.seed, reshuffle_each_iteration=True).repeat()
-        dataset = tf.data.Dataset.zip((dataset, seed_stream(1))).map(
-            lambda record, seed: prepare(*record, seed), num_parallel_calls=parallel
-        )
-    else:
-        dataset = dataset.map(prepare, num_parallel_calls=parallel)
+    dataset = dataset.map(prepare, num_parallel_calls=parallel)
     if not training and cache:
         dataset = dataset.cache()
     dataset = dataset.batch(batch_size)
     if training and augment is not None:
-        dataset = tf.data.Dataset.zip((dataset, seed_stream(2))).map(
-            lambda batch, seed: (dihedral(batch[0], augment.flip, seed), batch[1]), num_parallel_calls=parallel
+        dataset = dataset.map(
+            lambda images, labels: (dihedral(images, augment.flip), labels), num_parallel_calls=parallel
         )
     if not training:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(example_count / batch_size)))

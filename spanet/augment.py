@@ -9,16 +9,12 @@ of the map's own (off-wafer 0, pass 128, fail 255), and dies sampled from outsid
 are off-wafer (0), as is anything outside the new grid's inscribed ellipse. Works on any uint8
 image (grey or RGB); the ellipse and die noise apply to grey maps only. Quarter turns and mirrors
 are exact and run per image on the resized batch (:func:`dihedral`), where they cost nothing.
-
-Every draw is a stateless one from a ``seed`` the caller passes (one per map, or per batch): a
-parallel ``tf.data`` map then augments each map the same way on every run with the same seeds,
-however its threads are scheduled. Without a seed, one is drawn from TensorFlow's global generator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import tensorflow as tf
 
@@ -49,17 +45,6 @@ class AugmentConfig:
     max_side: int = 256
 
 
-def stateless_seeds(seed: Optional[tf.Tensor], count: int) -> tf.Tensor:
-    """``count`` independent stateless seeds, shape (count, 2), from ``seed`` (shape (2,), integer).
-
-    Without a seed, one is drawn from the global (stateful) generator: random, but not reproducible
-    under a parallel map.
-    """
-    if seed is None:
-        seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
-    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=count)
-
-
 def _wafer_axis(size: tf.Tensor) -> tf.Tensor:
     """Die-centre coordinates along one axis, scaled so that the grid spans [-1, 1]."""
     size_f = tf.cast(size, tf.float32)
@@ -86,36 +71,26 @@ def resample(
     return tf.where(inside[..., None], gathered, tf.zeros_like(gathered))
 
 
-def die_noise(
-    image: tf.Tensor, pass_to_fail: tf.Tensor, fail_to_pass: tf.Tensor, seed: Optional[tf.Tensor] = None
-) -> tf.Tensor:
+def die_noise(image: tf.Tensor, pass_to_fail: tf.Tensor, fail_to_pass: tf.Tensor) -> tf.Tensor:
     """Flips pass dies (128) to fail (255) and fail dies to pass at the given rates (grey maps)."""
-    draw = tf.random.stateless_uniform(tf.shape(image), stateless_seeds(seed, 1)[0])
+    draw = tf.random.uniform(tf.shape(image))
     passing, failing = tf.equal(image, PASS_DIE_LEVEL), tf.equal(image, FAIL_DIE_LEVEL)
     image = tf.where(passing & (draw < pass_to_fail), tf.constant(FAIL_DIE_LEVEL, image.dtype), image)
     return tf.where(failing & (draw < fail_to_pass), tf.constant(PASS_DIE_LEVEL, image.dtype), image)
 
 
-def augment_wafer_map(
-    image: tf.Tensor, config: AugmentConfig = AugmentConfig(), seed: Optional[tf.Tensor] = None
-) -> tf.Tensor:
+def augment_wafer_map(image: tf.Tensor, config: AugmentConfig = AugmentConfig()) -> tf.Tensor:
     """One random die-level augmentation of a uint8 image (H, W, C): resampling (any angle and mirror
     when ``config.rotate``; another grid for ``resample_share`` of maps), then die noise.
 
     Maps that are neither rotated nor regridded skip the resampling (it is the costly part). Quarter
-    turns and mirrors are exact and cheap on the resized batch: :func:`dihedral`. The same ``seed``
-    (shape (2,)) gives the same augmentation.
+    turns and mirrors are exact and cheap on the resized batch: :func:`dihedral`.
     """
     shape = tf.shape(image)
     rows, cols = shape[0], shape[1]
     low, high = config.grid_scale
-    seeds = stateless_seeds(seed, 7)
-
-    def uniform(index: int, shape=(), low=0.0, high=1.0) -> tf.Tensor:
-        return tf.random.stateless_uniform(shape, seeds[index], low, high)
-
-    regrid = uniform(0) < config.resample_share
-    scales = tf.where(regrid, tf.exp(uniform(1, [2], tf.math.log(low), tf.math.log(high))), tf.ones([2]))
+    regrid = tf.random.uniform([]) < config.resample_share
+    scales = tf.where(regrid, tf.exp(tf.random.uniform([2], tf.math.log(low), tf.math.log(high))), tf.ones([2]))
 
     def scaled(size: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
         new = tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
@@ -131,8 +106,8 @@ def augment_wafer_map(
 
     def resampled() -> tf.Tensor:
         out_rows, out_cols = scaled(rows, scales[0]), scaled(cols, scales[1])
-        angle = uniform(2, [], 0.0, 6.283185307179586) if config.rotate else tf.constant(0.0)
-        mirror = (uniform(3) < 0.5) if config.rotate and config.flip else tf.constant(False)
+        angle = tf.random.uniform([], 0.0, 6.283185307179586) if config.rotate else tf.constant(0.0)
+        mirror = (tf.random.uniform([]) < 0.5) if config.rotate and config.flip else tf.constant(False)
         out = resample(image, out_rows, out_cols, angle, mirror)
         if grey:
             # A grey wafer map: no die outside the new grid's inscribed ellipse (nearest-die sampling
@@ -144,23 +119,24 @@ def augment_wafer_map(
     out = resampled() if config.rotate else tf.cond(regrid, resampled, lambda: image)
     if grey:
         noisy = die_noise(
-            out, uniform(4, [], 0.0, config.max_pass_to_fail), uniform(5, [], 0.0, config.max_fail_to_pass), seeds[6]
+            out,
+            tf.random.uniform([], 0.0, config.max_pass_to_fail),
+            tf.random.uniform([], 0.0, config.max_fail_to_pass),
         )
         out = tf.where(wafer_map, noisy, out)
     return out
 
 
-def dihedral(images: tf.Tensor, flip: bool = True, seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+def dihedral(images: tf.Tensor, flip: bool = True) -> tf.Tensor:
     """Each image of a batch (B, H, W, C) in one of its 8 orientations (mirrors and quarter turns),
     drawn per image: exact, so one-die lines stay whole. Quarter turns need square images (H == W);
-    other shapes get the 4 mirror combinations. The same ``seed`` (shape (2,)) gives the same draws."""
+    other shapes get the 4 mirror combinations."""
     if not flip:
         return images
-    seeds = stateless_seeds(seed, 3)
-    images = tf.image.stateless_random_flip_left_right(images, seeds[0])
-    images = tf.image.stateless_random_flip_up_down(images, seeds[1])
+    images = tf.image.random_flip_left_right(images)
+    images = tf.image.random_flip_up_down(images)
     if images.shape[1] is not None and images.shape[1] == images.shape[2]:
-        transpose = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seeds[2]) < 0.5
+        transpose = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
         images = tf.where(transpose, tf.transpose(images, [0, 2, 1, 3]), images)
     return images
 

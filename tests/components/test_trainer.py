@@ -74,26 +74,6 @@ def test_dataset_batches_weights_and_turns_autotuning_off(tmp_path):
     assert evaluation.options().autotune.enabled is False and train.options().autotune.enabled is False
 
 
-def test_training_batches_repeat_exactly_from_the_seed(tmp_path):
-    """Parallel maps draw from per-example seed streams: two builds of the training set give the same
-    augmented batches, and another seed other ones."""
-    path = str(tmp_path / "examples.gz")
-    rng = np.random.default_rng(1)
-    images = [rng.choice(np.array([0, 128, 255], np.uint8), size=(24, 24)) for _ in range(12)]
-    _write_raw_examples(path, images, ["Center", "none"] * 6)
-    image = ImageConfig(height=16, width=16)
-    weights = np.ones(2, np.float32)
-
-    def batches(seed):
-        config = TrainingConfig(seed=seed, augment_any_angle=True)
-        dataset = make_dataset([path], ["none", "Center"], image, 4, True, weights, config, len(images))
-        return [batch[0] for batch in dataset.take(9).as_numpy_iterator()]  # three passes over the set
-
-    first, again, other = batches(0), batches(0), batches(1)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
-
-
 def test_augmentation_follows_the_recipe():
     assert TrainingConfig(augment=False).augment_config() is None
     quarter = TrainingConfig(augment_any_angle=False, augment_die_noise=False).augment_config()
