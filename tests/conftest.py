@@ -84,6 +84,27 @@ def tiny_pipeline_config(output_root, **changes):
 
 
 @pytest.fixture(scope="session")
+def randomise_batchnorm():
+    """``randomise_batchnorm(model, seed=0, affine=False)``: every BatchNorm of ``model`` gets moving statistics
+    (with ``affine``, scale and offset too) far from the identity, in place, so that a fold, a batch-coupled
+    path or a weight lost on reload shows in the outputs."""
+    import numpy as np
+
+    def randomise(model, seed: int = 0, affine: bool = False):
+        rng = np.random.RandomState(seed)
+        offsets = ("moving_mean", "beta") if affine else ("moving_mean",)
+        scales = ("moving_variance", "gamma") if affine else ("moving_variance",)
+        for variable in model.variables:
+            if any(key in variable.name for key in offsets):
+                variable.assign(rng.normal(0.0, 0.3, variable.shape))
+            elif any(key in variable.name for key in scales):
+                variable.assign(rng.uniform(0.5, 2.0, variable.shape))
+        return model
+
+    return randomise
+
+
+@pytest.fixture(scope="session")
 def tiny_class_mix():
     """A generator class mix of the tiny model's classes, equally often: maps the tiny model gets right."""
     return {name: 1.0 for name in TINY_CLASSES}

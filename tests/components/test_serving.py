@@ -20,20 +20,15 @@ _small_spanet, _TransformOutput = _trainer_tests["_small_spanet"], _trainer_test
 SCALE = 5.0
 
 
-def _randomised_model():
-    """A small SP&A-Net whose BatchNorm statistics are far from the identity, so that a fold shows."""
-    model = _small_spanet()
-    rng = np.random.RandomState(0)
-    for variable in model.variables:
-        if "moving_mean" in variable.name or "beta" in variable.name:
-            variable.assign(rng.normal(0.0, 0.3, variable.shape))
-        elif "moving_variance" in variable.name or "gamma" in variable.name:
-            variable.assign(rng.uniform(0.5, 2.0, variable.shape))
-    return model
+@pytest.fixture
+def randomised_model(randomise_batchnorm):
+    """A small SP&A-Net whose BatchNorm statistics and affine weights are far from the identity, so that a
+    fold shows."""
+    return randomise_batchnorm(_small_spanet(), affine=True)
 
 
-def test_frozen_inference_answers_as_the_model_and_is_a_snapshot():
-    model = _randomised_model()
+def test_frozen_inference_answers_as_the_model_and_is_a_snapshot(randomised_model):
+    model = randomised_model
     frozen = FrozenInference(model)
     x = np.random.RandomState(1).uniform(size=(5, 16, 16, 1)).astype(np.float32)
     np.testing.assert_allclose(frozen(tf.constant(x)).numpy(), model(x, training=False).numpy(), atol=1e-5)
@@ -47,10 +42,10 @@ def test_frozen_inference_answers_as_the_model_and_is_a_snapshot():
         frozen(tf.constant(x), training=True)
 
 
-def test_exported_signatures_answer_as_the_keras_model_without_reading_its_weights(tmp_path):
+def test_exported_signatures_answer_as_the_keras_model_without_reading_its_weights(tmp_path, randomised_model):
     from components.serving import ServingModel, export_serving_model
 
-    model = _randomised_model()
+    model = randomised_model
     image = ImageConfig(height=16, width=16, max_channel=False, support_channel=False)  # one channel
     serving = ServingModel(model, _TransformOutput(image), ["Center", "Edge-Ring", NORMAL], 2, SCALE, 0.5, -1.0)
     path = str(tmp_path / "model")

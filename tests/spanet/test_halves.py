@@ -12,16 +12,11 @@ from spanet.models.spanet import BlockSpec, SPANetModel
 BLOCKS = (BlockSpec(3, 2, 16, 16), BlockSpec(3, 2, 32, 24))
 
 
-def _model(**options):
-    """A small SP&A-Net with BatchNorm statistics far from the identity (so a batch-coupled path would show)."""
-    model = build_spanet(3, (16, 16, 1), width=0.25, blocks=BLOCKS, **options)
-    rng = np.random.RandomState(0)
-    for variable in model.variables:
-        if "moving_mean" in variable.name:
-            variable.assign(rng.normal(0.0, 0.3, variable.shape))
-        elif "moving_variance" in variable.name:
-            variable.assign(rng.uniform(0.5, 2.0, variable.shape))
-    return model
+@pytest.fixture
+def small_model(randomise_batchnorm):
+    """``small_model(**options)``: a small SP&A-Net whose BatchNorm statistics are far from the identity
+    (so that a batch-coupled path would show)."""
+    return lambda **options: randomise_batchnorm(build_spanet(3, (16, 16, 1), width=0.25, blocks=BLOCKS, **options))
 
 
 def _images(count: int) -> np.ndarray:
@@ -44,16 +39,16 @@ def test_call_in_halves_keeps_order_and_structure(count):
 
 
 @pytest.mark.parametrize("count", [1, 3, 8])
-def test_frozen_halves_answer_as_one_pass(count):
-    model = _model()
+def test_frozen_halves_answer_as_one_pass(count, small_model):
+    model = small_model()
     images = tf.constant(_images(count))
     halves = FrozenInference(model)(images).numpy()
     np.testing.assert_allclose(halves, FrozenInference(model, halves=False)(images).numpy(), atol=1e-6)
     np.testing.assert_allclose(halves, model(images, training=False).numpy(), atol=1e-5)
 
 
-def test_keras_predict_runs_in_halves_with_the_models_answers():
-    model = _model()
+def test_keras_predict_runs_in_halves_with_the_models_answers(small_model):
+    model = small_model()
     assert isinstance(model, SPANetModel)
     images = _images(11)
     expected = model(images, training=False).numpy()
@@ -65,15 +60,15 @@ def test_keras_predict_runs_in_halves_with_the_models_answers():
     assert sum(node.op == "MatMul" and "/logits/" in node.name for node in graph.node) == 2
 
 
-def test_the_layer_by_layer_model_is_a_plain_functional_model():
-    model = _model(fused=False)
+def test_the_layer_by_layer_model_is_a_plain_functional_model(small_model):
+    model = small_model(fused=False)
     assert type(model) is not SPANetModel and isinstance(model, keras.Model)
     images = _images(3)
     np.testing.assert_allclose(model.predict(images, verbose=0), model(images, training=False).numpy(), atol=1e-5)
 
 
-def test_embedding_output_is_split_and_joined_too():
-    model = _model(embedding_output=True)
+def test_embedding_output_is_split_and_joined_too(small_model):
+    model = small_model(embedding_output=True)
     images = _images(5)
     logits, embedding = model.predict(images, batch_size=5, verbose=0)
     expected_logits, expected_embedding = model(images, training=False)

@@ -11,7 +11,7 @@ from spanet.layers import ScaledSoftmax
 
 
 @pytest.fixture(scope="module")
-def model_and_input():
+def model_and_input(randomise_batchnorm):
     # Every layer type, with each attention normalisation, at a small width to stay quick.
     model = build_spanet(
         num_classes=4, input_shape=(32, 32, 1), width=0.25, r=0.4, norm="group", embedding_output=False
@@ -19,13 +19,7 @@ def model_and_input():
     x = np.random.RandomState(0).uniform(size=(3, 32, 32, 1)).astype(np.float32)
     model.compile(optimizer=make_optimizer("nag", CosineAnnealing(1e-2, 1e-4, 10)), loss=CircleLoss())
     model.optimizer.build(model.trainable_variables)  # the optimizer's state is saved too
-    # Give every BatchNorm non-trivial statistics so that a weight lost on reload would show.
-    rng = np.random.RandomState(1)
-    for weight in model.weights:
-        if "moving_mean" in weight.name:
-            weight.assign(rng.normal(0.0, 0.1, weight.shape))
-        elif "moving_variance" in weight.name:
-            weight.assign(rng.uniform(0.5, 1.5, weight.shape))
+    randomise_batchnorm(model, seed=1)  # so that a BatchNorm statistic lost on reload would show
     assert np.all(np.isfinite(model(x, training=False).numpy()))
     return model, x
 
