@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import glob  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Dict, Iterable, List, Optional, Tuple  # noqa: E402
@@ -123,7 +124,9 @@ def kernel_events(log_dir: str) -> Iterable[Event]:
 
 
 def role_of(node: str) -> str:
-    """The part of the network an op belongs to, from its node name."""
+    """The part of the network an op belongs to, from its node name (a scope TensorFlow made unique by a
+    second trace, as ``shortcut_dw_1/`` for the second half of a batch, counts as its first)."""
+    node = re.sub(r"_\d+/", "/", node)
     for role, keys in ROLES:
         if any(key in node for key in ((keys,) if isinstance(keys, str) else keys)):
             return role

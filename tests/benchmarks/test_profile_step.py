@@ -18,6 +18,9 @@ def test_parts_of_the_network_come_from_node_names(profiler):
     assert profiler.role_of("spanet/block1/expand_bn/FusedBatchNormV3") == "BatchNorm"
     assert profiler.role_of("SGD/ResourceApplyKerasMomentum_3") == "optimizer update"
     assert profiler.role_of("circle_loss/Sum") == "other (loss, reshapes, variable reads)"
+    # The second half of a batch, traced again: TensorFlow makes the scopes unique.
+    assert profiler.role_of("spanet/block4/shortcut_dw_1/depthwise") == "shortcut depthwise"
+    assert profiler.role_of("spanet/block4/shortcut_proj_1/MatMul") == "shortcut 1x1"
 
 
 def test_summary_sums_thread_time_per_step(profiler):
