@@ -33,6 +33,7 @@ def test_call_in_halves_keeps_order_and_structure(count):
         return {"sum": tf.reduce_sum(half, axis=[1, 2, 3]), "pair": [half[:, 0, 0, 0], 2.0 * half[:, 1, 1, 0]]}
 
     halved = tf.function(lambda x: call_in_halves(function, x), autograph=False)(images)
+    assert len(calls) == 2  # traced once for each half
     whole = function(images)
     tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6), halved, whole)
     assert halved["sum"].shape == (count,)
