@@ -18,6 +18,30 @@ from typing import Any, Mapping, Optional, Sequence
 from spanet._keras import keras, tf
 
 
+def frozen_function(concrete: Any) -> Any:
+    """``concrete`` (a concrete function of one input, without control flow) with every variable it reads
+    as a constant.
+
+    TensorFlow's ``convert_variables_to_constants_v2`` builds the same graph, then copies it op by op
+    in Python into a pruned function (2.7 of the 5.4 s it took to freeze a small SP&A-Net, two
+    halves); importing the frozen graph into a new function is one C++ call.
+    """
+    from tensorflow.python.framework import convert_to_constants as convert
+
+    data = convert._FunctionConverterDataInEager(func=concrete, lower_control_flow=True, aggressive_inlining=False)
+    graph_def, _ = convert._replace_variables_by_constants(converter_data=data)
+    (images,) = [t for t in concrete.inputs if t.dtype != tf.resource]
+    outputs = [t.name for t in concrete.outputs]
+
+    def imported(inputs: tf.Tensor) -> Any:
+        return tf.graph_util.import_graph_def(
+            graph_def, input_map={images.name: inputs}, return_elements=outputs, name="frozen"
+        )
+
+    spec = tf.TensorSpec(images.shape, images.dtype, name=images.op.name)
+    return tf.function(imported, autograph=False).get_concrete_function(spec)
+
+
 class FrozenInference:
     """A Keras model's inference pass with its weights as constants: what a server should run.
 
@@ -61,7 +85,9 @@ class FrozenInference:
                 autograph=False,
             )
             spec = tf.TensorSpec([None, *shape], dtype, name="stacked_images")
-        self.function = convert_variables_to_constants_v2(function.get_concrete_function(spec))
+        # A loop over batches (map_fn) does not import into a new function: TensorFlow's own converter.
+        freeze = frozen_function if batches_per_call == 1 else convert_variables_to_constants_v2
+        self.function = freeze(function.get_concrete_function(spec))
         self._single_output = len(model.outputs) == 1
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> Any:

@@ -8,6 +8,7 @@ reduce-on-plateau (a callback that lowers a constant rate when a metric stalls).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Dict, List, Tuple, Union
 
 from spanet._keras import keras, register, tf
@@ -80,16 +81,40 @@ class FusedSGD(keras.optimizers.SGD):
     replicas' summed gradient: the same steps as on one device (tests/spanet/test_distribute.py).
     """
 
+    def _step_rates(self, dtype: tf.DType) -> Dict[str, tf.Tensor]:
+        """This step's learning rate, momentum and decay rate in ``dtype``, read once per traced graph.
+
+        Read per variable, the rates cost six small ops for each of SP&A-Net's 342 variables: about
+        2,000 of the training graph's 12,600 ops, traced and optimised before the first step and run
+        at every step. In eager mode (a new step each call) they are read afresh.
+        """
+        graph = tf.compat.v1.get_default_graph() if tf.inside_function() else None
+        cache = getattr(self, "_rates_cache", None)
+        if graph is None or cache is None or cache[0]() is not graph:
+            cache = (weakref.ref(graph) if graph is not None else (lambda: None), {})
+            if graph is not None:
+                self._rates_cache = cache
+        rates = cache[1]
+        if dtype not in rates:
+            learning_rate = tf.cast(self.learning_rate, dtype)
+            rates[dtype] = {
+                "learning_rate": learning_rate,
+                "momentum": tf.cast(self.momentum, dtype),
+                "decay": None if self.weight_decay is None else learning_rate * tf.cast(self.weight_decay, dtype),
+            }
+        return rates[dtype]
+
     def update_step(self, gradient, variable):
         if isinstance(gradient, tf.IndexedSlices):  # sparse (embedding) gradients: the stock path
             return super().update_step(gradient, variable)
         momentum = self.momentums[self._index_dict[self._var_key(variable)]]
+        rates = self._step_rates(variable.dtype)
         return tf.raw_ops.ResourceApplyKerasMomentum(
             var=variable.handle,
             accum=momentum.handle,
-            lr=tf.cast(self.learning_rate, variable.dtype),
+            lr=rates["learning_rate"],
             grad=gradient,
-            momentum=tf.cast(self.momentum, variable.dtype),
+            momentum=rates["momentum"],
             use_nesterov=self.nesterov,
         )
 
@@ -100,8 +125,11 @@ class FusedSGD(keras.optimizers.SGD):
 
         def decay(variable):
             if self._use_weight_decay(variable):
-                rate = tf.cast(self.learning_rate, variable.dtype) * tf.cast(self.weight_decay, variable.dtype)
-                tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=rate, delta=variable.read_value())
+                tf.raw_ops.ResourceApplyGradientDescent(
+                    var=variable.handle,
+                    alpha=self._step_rates(variable.dtype)["decay"],
+                    delta=tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=variable.dtype),
+                )
 
         def decay_all(distribution, variables, **kwargs):
             for variable in variables:

@@ -93,15 +93,19 @@ class SelfAttention(keras.layers.Layer):
         super().build(input_shape)
 
     def _pooled_context(self, inputs: tf.Tensor) -> tf.Tensor:
-        """Softmax over the H*W positions, then the attention-weighted sum: shape (B, 1, 1, C)."""
-        shape = tf.shape(inputs)
-        batch, positions = shape[0], shape[1] * shape[2]
-        channels = inputs.shape[-1]
-        logits = tf.reshape(self.context(inputs), [batch, positions, 1])
-        weights = tf.nn.softmax(logits, axis=1)
-        features = tf.reshape(inputs, [batch, positions, channels])
-        pooled = tf.matmul(weights, features, transpose_a=True)  # (B, 1, C)
-        return tf.reshape(pooled, [batch, 1, 1, channels])
+        """Softmax over the H*W positions, then the attention-weighted sum: shape (B, 1, 1, C).
+
+        The logits are laid out (B, 1, H*W), so the softmax runs over the last axis (over any other
+        axis TensorFlow transposes there and back) and the weighted sum is a plain batched product.
+        """
+        height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[-1]
+        if height is not None and width is not None:
+            positions = int(height) * int(width)  # static: no shape ops in the graph
+        else:
+            positions = tf.shape(inputs)[1] * tf.shape(inputs)[2]
+        weights = tf.nn.softmax(tf.reshape(self.context(inputs), [-1, 1, positions]))
+        pooled = tf.matmul(weights, tf.reshape(inputs, [-1, positions, channels]))  # (B, 1, C)
+        return tf.reshape(pooled, [-1, 1, 1, channels])
 
     def call(self, inputs, training=None):
         return self._forward(inputs, training)

@@ -32,8 +32,9 @@ def test_optimizers():
         make_optimizer("rmsprop")
 
 
-def _steps(optimizer, steps=4, exclude=None):
-    """Variables after ``steps`` updates with fixed, different gradients, in float64."""
+def _steps(optimizer, steps=4, exclude=None, eager=False):
+    """Variables after ``steps`` updates with fixed, different gradients, in float64 (in one traced
+    function, or eagerly step by step)."""
     rng = np.random.RandomState(7)
     variables = [
         tf.Variable(rng.normal(size=shape), dtype=tf.float64, name=name)
@@ -43,9 +44,11 @@ def _steps(optimizer, steps=4, exclude=None):
         optimizer.exclude_from_weight_decay(var_names=exclude)
     gradients = [[tf.constant(rng.normal(size=v.shape)) for v in variables] for _ in range(steps)]
 
-    @tf.function
     def step(grads):
         optimizer.apply_gradients(zip(grads, variables))
+
+    if not eager:
+        step = tf.function(step)
 
     for grads in gradients:
         step(grads)
@@ -67,8 +70,11 @@ def test_fused_sgd_takes_the_stock_optimizers_steps(kwargs):
     schedule = CosineAnnealing(0.1, 1e-3, decay_steps=3)  # a changing rate, and one past the schedule's end
     expected = _steps(keras.optimizers.SGD(learning_rate=schedule, **kwargs), exclude=["bias"])
     fused = _steps(FusedSGD(learning_rate=schedule, **kwargs), exclude=["bias"])
-    for want, got in zip(expected, fused):
+    # Eagerly, each step reads its own rate (the fused optimiser reads the rates once per traced graph).
+    fused_eager = _steps(FusedSGD(learning_rate=schedule, **kwargs), exclude=["bias"], eager=True)
+    for want, got, got_eager in zip(expected, fused, fused_eager):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got_eager, want, rtol=1e-12, atol=1e-14)
     assert not np.allclose(expected[0], _steps(keras.optimizers.SGD(learning_rate=schedule, **kwargs), steps=1)[0])
 
 
