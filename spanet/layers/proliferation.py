@@ -12,6 +12,7 @@ from typing import Any, Dict
 
 from spanet._keras import keras, register, tf
 from spanet.layers.depthwise import SmallMapDepthwiseConv2D
+from spanet.layers.folding import is_inference
 from spanet.layers.pointwise import pointwise_or_conv2d
 from spanet.validation import check_ratio, check_positive_int
 
@@ -57,7 +58,7 @@ class SelfProliferation(keras.layers.Layer):
       fused: the CPU fast paths, same weights and outputs: a 1x1, stride-1
         intrinsic convolution as one matrix product (:class:`PointwiseConv2D`), a
         cheap convolution that trains faster onto maps of at most four positions, and a one-op concat
-        gradient; False computes layer by layer as the published code does.
+        gradient in training; False computes layer by layer as the published code does.
     """
 
     def __init__(
@@ -135,8 +136,10 @@ class SelfProliferation(keras.layers.Layer):
         proliferated = self.cheap(sources, training=training)
         if self.num_sources * self.multiplier > self.num_proliferated:
             proliferated = proliferated[..., : self.num_proliferated]
-        if self.fused:
+        if self.fused and not is_inference(training):
             return concat_channels(intrinsic, proliferated)
+        # Inference: no gradient to speed up, and each custom gradient is one more function in every
+        # traced graph and SavedModel (96 of a served SP&A-Net's 124, each loaded one by one).
         return tf.concat([intrinsic, proliferated], axis=-1)
 
     def compute_output_shape(self, input_shape):

@@ -30,6 +30,9 @@ def test_ctrl_c_in_the_trainer_exits_130_with_one_line(tmp_path):
         "32",
         "--width",
         "0.25",
+        # In-process Beam (Beam's last flag wins): worker processes would double the wait, and none runs
+        # during the Trainer, where the signal comes.
+        "--direct_running_mode=in_memory",
     ]
     # A session of its own, signalled as a whole: what a terminal's Ctrl-C does to the foreground job.
     run = subprocess.Popen(
