@@ -3,6 +3,9 @@
 PY := .venv/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
+# Test worker processes (pytest-xdist; 0 runs the suite in this process). Modules stay whole on one
+# worker, so module fixtures run once; the shared tiny pipeline run is made once for all workers.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup run test lint bench lock clean
 
@@ -13,7 +16,7 @@ run: setup
 	$(PY) pipeline/run_local.py $(ARGS)
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

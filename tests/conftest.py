@@ -171,25 +171,48 @@ class TinyRun:
     terminal: str
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Holds an exclusive lock on ``lock_path`` (created if missing) for the block."""
+    import fcntl
+
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_run(tmp_path_factory) -> TinyRun:
     """One real run of the whole pipeline (LocalDagRunner) on tiny data, shared by the tests.
 
     Read-only for the tests: one that runs the pipeline again works on a copy of its output root
-    (tests/pipeline/test_pipeline_e2e.py, ``copied_tiny_run_config``).
+    (tests/pipeline/test_pipeline_e2e.py, ``copied_tiny_run_config``). Under ``pytest -n`` the worker
+    processes share it too: the first to ask runs it, the others wait for it and read its results.
     """
     from pipeline.results import read_results
     from pipeline.run_local import run
 
-    folder = tmp_path_factory.mktemp("tiny_run")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder all workers' temporary folders sit in
+    folder = root / "tiny_run"
+    exit_file, terminal_file = folder / "exit_code.txt", folder / "terminal.txt"
+    with _exclusive(root / "tiny_run.lock"):
+        if not exit_file.exists():
+            folder.mkdir(exist_ok=True)
+            with terminal_capture(folder) as terminal:
+                exit_code = run(tiny_pipeline_config(folder))
+            terminal_file.write_text(terminal["text"])
+            exit_file.write_text(str(exit_code))
     config = tiny_pipeline_config(folder)
-    with terminal_capture(folder) as terminal:
-        exit_code = run(config)
     return TinyRun(
         config=config,
         results=read_results(config.metadata_path),
-        exit_code=exit_code,
-        terminal=terminal["text"],
+        exit_code=int(exit_file.read_text()),
+        terminal=terminal_file.read_text(),
     )
 
 

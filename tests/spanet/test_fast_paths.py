@@ -172,8 +172,8 @@ def test_fused_network_has_the_same_gradients():
 def test_fused_graphs_use_matrix_products_and_fold_batchnorm():
     model = build_spanet(num_classes=3, input_shape=(16, 16, 1), width=0.25)
     spec = tf.TensorSpec([2, 16, 16, 1])
-    inference = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
-    training = tf.function(lambda x: model(x, training=True)).get_concrete_function(spec).graph
+    inference = tf.function(lambda x: model(x, training=False), autograph=False).get_concrete_function(spec).graph
+    training = tf.function(lambda x: model(x, training=True), autograph=False).get_concrete_function(spec).graph
     inference_ops = [op.type for op in inference.get_operations()]
     assert "FusedBatchNormV3" in [op.type for op in training.get_operations()]
     # Folded: only the BatchNorms after a concatenation (expand, project) and the stem and head remain.

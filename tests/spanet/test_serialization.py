@@ -51,7 +51,7 @@ def test_saved_model_serving_signature(tmp_path, model_and_input):
     model, x = model_and_input
     head = ScaledSoftmax(16.0)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32, name="image")])
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32, name="image")], autograph=False)
     def serve(image):
         p = head(model(image, training=False))
         return {"probabilities": p, "class_id": tf.argmax(p, axis=-1)}
