@@ -69,6 +69,9 @@ class CosineAnnealing(keras.optimizers.schedules.LearningRateSchedule):
 
 LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
 
+#: Per traced graph, per :class:`FusedSGD`: the rates of the step being traced (``FusedSGD._step_rates``).
+_STEP_RATES: "weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary]" = weakref.WeakKeyDictionary()
+
 
 @register
 class FusedSGD(keras.optimizers.SGD):
@@ -88,21 +91,19 @@ class FusedSGD(keras.optimizers.SGD):
         2,000 of the training graph's 12,600 ops, traced and optimised before the first step and run
         at every step. In eager mode (a new step each call) they are read afresh.
         """
-        graph = tf.compat.v1.get_default_graph() if tf.inside_function() else None
-        cache = getattr(self, "_rates_cache", None)
-        if graph is None or cache is None or cache[0]() is not graph:
-            cache = (weakref.ref(graph) if graph is not None else (lambda: None), {})
-            if graph is not None:
-                self._rates_cache = cache
-        rates = cache[1]
+        if not tf.inside_function():
+            return self._read_rates(dtype)
+        # Kept beside the graph, not on the optimiser: tensors in its attributes would be tracked.
+        per_optimizer = _STEP_RATES.setdefault(tf.compat.v1.get_default_graph(), weakref.WeakKeyDictionary())
+        rates = per_optimizer.setdefault(self, {})
         if dtype not in rates:
-            learning_rate = tf.cast(self.learning_rate, dtype)
-            rates[dtype] = {
-                "learning_rate": learning_rate,
-                "momentum": tf.cast(self.momentum, dtype),
-                "decay": None if self.weight_decay is None else learning_rate * tf.cast(self.weight_decay, dtype),
-            }
+            rates[dtype] = self._read_rates(dtype)
         return rates[dtype]
+
+    def _read_rates(self, dtype: tf.DType) -> Dict[str, tf.Tensor]:
+        learning_rate = tf.cast(self.learning_rate, dtype)
+        decay = None if self.weight_decay is None else learning_rate * tf.cast(self.weight_decay, dtype)
+        return {"learning_rate": learning_rate, "momentum": tf.cast(self.momentum, dtype), "decay": decay}
 
     def update_step(self, gradient, variable):
         if isinstance(gradient, tf.IndexedSlices):  # sparse (embedding) gradients: the stock path
