@@ -101,7 +101,8 @@ class FusedSGD(keras.optimizers.SGD):
         return rates[dtype]
 
     def _read_rates(self, dtype: tf.DType) -> Dict[str, tf.Tensor]:
-        learning_rate = tf.cast(self.learning_rate, dtype)
+        # Read here, once: a variable (a schedule's current rate) handed to each op would be read by each.
+        learning_rate = tf.cast(tf.convert_to_tensor(self.learning_rate), dtype)
         decay = None if self.weight_decay is None else learning_rate * tf.cast(self.weight_decay, dtype)
         return {"learning_rate": learning_rate, "momentum": tf.cast(self.momentum, dtype), "decay": decay}
 

@@ -78,6 +78,20 @@ def test_fused_sgd_takes_the_stock_optimizers_steps(kwargs):
     assert not np.allclose(expected[0], _steps(keras.optimizers.SGD(learning_rate=schedule, **kwargs), steps=1)[0])
 
 
+def test_fused_sgd_reads_its_rates_once_per_traced_step():
+    optimizer = FusedSGD(learning_rate=CosineAnnealing(0.1, 1e-3, decay_steps=3), momentum=0.9, weight_decay=1e-2)
+    variables = [tf.Variable(np.ones(shape, np.float32)) for shape in ((3, 5), (5,), (2,))]
+    step = tf.function(lambda grads: optimizer.apply_gradients(zip(grads, variables)))
+    graph = step.get_concrete_function([tf.TensorSpec(v.shape, tf.float32) for v in variables]).graph
+    updates = [op for op in graph.get_operations() if op.type == "ResourceApplyKerasMomentum"]
+    decays = [op for op in graph.get_operations() if op.type == "ResourceApplyGradientDescent"]
+    assert len(updates) == len(decays) == 3
+    # One learning-rate tensor, one momentum tensor and one decay rate for all the variables.
+    assert len({op.inputs[2].name for op in updates}) == 1  # lr
+    assert len({op.inputs[4].name for op in updates}) == 1  # momentum
+    assert len({op.inputs[1].name for op in decays}) == 1  # alpha
+
+
 def test_fused_sgd_round_trips_its_config():
     nag = make_optimizer("nag", 0.05, weight_decay=1e-4)
     assert isinstance(nag, FusedSGD)
