@@ -179,6 +179,9 @@ def test_fused_graphs_use_matrix_products_and_fold_batchnorm():
     # Folded: only the BatchNorms after a concatenation (expand, project) and the stem and head remain.
     assert inference_ops.count("FusedBatchNormV3") == 2 * 16 + 3
     assert inference_ops.count("Conv2D") == 1  # the 3x3 stem; every 1x1 convolution is a MatMul
+    # The one-op concat gradient (an IdentityN per self-proliferation) only where a gradient is taken.
+    assert [op.type for op in training.get_operations()].count("IdentityN") == 2 * 16
+    assert "IdentityN" not in inference_ops
 
 
 def test_fused_flag_round_trips_through_the_config():

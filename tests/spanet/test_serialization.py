@@ -65,6 +65,25 @@ def test_saved_model_serving_signature(tmp_path, model_and_input):
     assert sorted(loaded.signatures["serving_default"].structured_outputs) == ["class_id", "probabilities"]
 
 
+def test_a_keras_layer_kept_in_the_export_is_saved_without_its_call_functions(tmp_path):
+    """A Keras layer kept for its weights or assets (as the TFT layer is) is not traced for Keras' own
+    loader; the signatures answer, and the layer is left as it was."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    layer = keras.layers.Dense(2, name="kept_dense")
+    layer.build((None, 3))
+    serve = tf.function(lambda x: {"y": layer(x)}, input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    path = export_saved_model(str(tmp_path / "model"), {"serving_default": serve}, kept=layer)
+    assert layer._must_restore_from_config is False
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((tmp_path / "model" / "saved_model.pb").read_bytes())
+    names = [f.signature.name for f in saved.meta_graphs[0].graph_def.library.function]
+    assert not [name for name in names if "layer_call" in name], names
+    x = np.ones((1, 3), np.float32)
+    loaded = tf.saved_model.load(path)
+    np.testing.assert_allclose(loaded.signatures["serving_default"](tf.constant(x))["y"].numpy(), layer(x).numpy())
+
+
 def test_export_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path, model_and_input):
     model, _ = model_and_input
     target = tmp_path / "exists"
