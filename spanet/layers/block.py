@@ -50,7 +50,7 @@ class SPABlock(keras.layers.Layer):
       fused: the CPU fast paths, with the same weights and outputs (to float
         rounding): 1x1 convolutions as matrix products, depthwise convolutions that
         train faster onto maps of at most four positions, and in inference BatchNorm folded into the
-        depthwise or 1x1 convolution before it. False runs every layer separately,
+        depthwise or 1x1 convolution before it, or into the self-proliferation module before it. False runs every layer separately,
         as the published code does (for comparisons).
     """
 
@@ -155,7 +155,8 @@ class SPABlock(keras.layers.Layer):
             shortcut = self.shortcut_dw_bn(self.shortcut_dw(inputs, training=training), training=training)
             shortcut = self.shortcut_proj_bn(self.shortcut_proj(shortcut), training=training)
 
-        x = tf.nn.relu(self.expand_bn(self.expand(inputs, training=training), training=training))
+        # In the fused inference each BatchNorm after a proliferation module is folded into it.
+        x = self.expand(inputs, training=training, batchnorm=self.expand_bn, relu=True)
         if self.strided_dw is not None:
             if fold:
                 x = tf.nn.relu(depthwise_with_batchnorm(self.strided_dw, self.strided_dw_bn, x))
@@ -163,7 +164,7 @@ class SPABlock(keras.layers.Layer):
                 x = tf.nn.relu(self.strided_dw_bn(self.strided_dw(x, training=training), training=training))
         if self.self_attention is not None:
             x = self.self_attention(x, training=training)
-        x = self.project_bn(self.project(x, training=training), training=training)
+        x = self.project(x, training=training, batchnorm=self.project_bn)
         return x + shortcut
 
     def compute_output_shape(self, input_shape):

@@ -6,6 +6,9 @@ linear layer followed by it equals the same layer with its kernel scaled by
 following ReLU) as one fused kernel. The fold is computed from the live
 variables at every call, so training, BN re-estimation and checkpoints see the
 ordinary layers, and a SavedModel stays correct whatever its weights become.
+A BatchNorm after a concat is split by channel between the concat's parts
+(``SelfProliferation.call(..., batchnorm=...)``): no inference BatchNorm kernel
+runs in a block at all.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ def batchnorm_scale_shift(bn: keras.layers.BatchNormalization) -> Tuple[tf.Tenso
     return scale, shift
 
 
+def scale_and_shift(inputs: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
+    """``inputs * scale + shift`` per channel, as a multiply and a bias add.
+
+    Where no convolution can take a BatchNorm in (the part of a concat that another op also reads),
+    these two element-wise ops cost a fraction of oneDNN's inference BatchNorm kernel on this CPU
+    (0.2 against 1-2 ms on a 16x16x72 map of 32 images)."""
+    return tf.nn.bias_add(inputs * tf.cast(scale, inputs.dtype), tf.cast(shift, inputs.dtype))
+
+
 def _folded_scale_shift(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> Tuple[tf.Tensor, tf.Tensor]:
     """``bn``'s inference map with ``conv``'s own bias, if any, moved into the shift."""
     scale, shift = batchnorm_scale_shift(bn)
@@ -50,17 +62,25 @@ def depthwise_with_batchnorm(
     """``bn(conv(inputs))`` in inference, as one depthwise convolution with a bias (named after ``conv``)."""
     with tf.name_scope(conv.name):
         scale, shift = _folded_scale_shift(conv, bn)
-        kernel = tf.cast(conv.depthwise_kernel, tf.float32)
-        in_channels, multiplier = int(kernel.shape[2]), int(kernel.shape[3])
-        kernel = kernel * tf.reshape(scale, [1, 1, in_channels, multiplier])
-        outputs = tf.nn.depthwise_conv2d(
-            inputs,
-            tf.cast(kernel, inputs.dtype),
-            strides=(1, *conv.strides, 1),
-            padding=conv.padding.upper(),
-            dilations=conv.dilation_rate,
-        )
-        return tf.nn.bias_add(outputs, tf.cast(shift, inputs.dtype))
+        return depthwise_with_scale_shift(conv, scale, shift, inputs)
+
+
+def depthwise_with_scale_shift(
+    conv: keras.layers.DepthwiseConv2D, scale: tf.Tensor, shift: tf.Tensor, inputs: tf.Tensor
+) -> tf.Tensor:
+    """``conv(inputs) * scale + shift`` per output channel (``conv``'s own bias already in ``shift``), as one
+    depthwise convolution of the scaled kernel with a bias."""
+    kernel = tf.cast(conv.depthwise_kernel, tf.float32)
+    in_channels, multiplier = int(kernel.shape[2]), int(kernel.shape[3])
+    kernel = kernel * tf.reshape(scale, [1, 1, in_channels, multiplier])
+    outputs = tf.nn.depthwise_conv2d(
+        inputs,
+        tf.cast(kernel, inputs.dtype),
+        strides=(1, *conv.strides, 1),
+        padding=conv.padding.upper(),
+        dilations=conv.dilation_rate,
+    )
+    return tf.nn.bias_add(outputs, tf.cast(shift, inputs.dtype))
 
 
 def pointwise_with_batchnorm(

@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 from spanet._keras import keras, register, tf
 from spanet.layers.depthwise import SmallMapDepthwiseConv2D
-from spanet.layers.folding import is_inference
+from spanet.layers.folding import batchnorm_scale_shift, depthwise_with_scale_shift, is_inference, scale_and_shift
 from spanet.layers.pointwise import pointwise_or_conv2d
 from spanet.validation import check_ratio, check_positive_int
 
@@ -122,8 +122,44 @@ class SelfProliferation(keras.layers.Layer):
             self.cheap.build(intrinsic_shape[:-1].concatenate([self.num_sources]))
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
-        return self._forward(inputs, training)
+    def call(self, inputs, training=None, batchnorm=None, relu=False):
+        """The module's maps; with ``batchnorm`` (a BatchNormalization over them), ``relu(batchnorm(maps))``
+        (or without the ReLU), the normalisation folded into the cheap convolution in the fused inference."""
+        if batchnorm is None:
+            return self._forward(inputs, training)
+        if self.fused and is_inference(training):
+            return self._forward_with_batchnorm(inputs, batchnorm, relu)
+        outputs = batchnorm(self._forward(inputs, training), training=training)
+        return tf.nn.relu(outputs) if relu else outputs
+
+    @tf.autograph.experimental.do_not_convert
+    def _forward_with_batchnorm(self, inputs, batchnorm, relu: bool):
+        """Inference of ``relu(batchnorm(concat(intrinsic, cheap(intrinsic))))`` without a BatchNorm kernel.
+
+        BatchNorm is per channel, so each part of the concat takes its own share: the proliferated maps in
+        the cheap depthwise convolution's kernel and bias (one fused op with the ReLU), the intrinsic maps,
+        which the cheap convolution reads unnormalised, as a multiply and a bias add.
+        """
+        activation = tf.nn.relu if relu else tf.identity
+        intrinsic = self.intrinsic(inputs)
+        with tf.name_scope(batchnorm.name):
+            scale, shift = batchnorm_scale_shift(batchnorm)
+            if self.cheap is None:
+                return activation(scale_and_shift(intrinsic, scale, shift))
+            first = activation(scale_and_shift(intrinsic, scale[: self.num_intrinsic], shift[: self.num_intrinsic]))
+        sources = intrinsic[..., : self.num_sources] if self.num_sources < self.num_intrinsic else intrinsic
+        # The cheap convolution makes num_sources * multiplier maps, of which the first num_proliferated are kept.
+        made = self.num_sources * self.multiplier
+        padding = [[0, made - self.num_proliferated]]
+        cheap_scale = tf.pad(scale[self.num_intrinsic :], padding, constant_values=1.0)
+        cheap_shift = tf.pad(shift[self.num_intrinsic :], padding)
+        if self.cheap.use_bias:
+            cheap_shift = cheap_shift + tf.cast(self.cheap.bias, tf.float32) * cheap_scale
+        with tf.name_scope(self.cheap.name):
+            proliferated = activation(depthwise_with_scale_shift(self.cheap, cheap_scale, cheap_shift, sources))
+        if made > self.num_proliferated:
+            proliferated = proliferated[..., : self.num_proliferated]
+        return tf.concat([first, proliferated], axis=-1)
 
     @tf.autograph.experimental.do_not_convert
     def _forward(self, inputs, training):

@@ -129,6 +129,38 @@ def test_fused_block_equals_the_layer_by_layer_block(strides):
     np.testing.assert_allclose(fused(x, training=False).numpy(), plain(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "filters, ratio, use_bias",
+    [(24, 0.5, False), (24, 0.5, True), (23, 0.5, False), (20, 0.3, True), (21, 0.26, False), (12, 1.0, True)],
+)
+@pytest.mark.parametrize("relu", [False, True])
+def test_proliferation_with_its_batchnorm_folded_equals_the_layers_one_by_one(filters, ratio, use_bias, relu):
+    # Odd counts and small ratios: the cheap convolution reads only some intrinsic maps (num_sources) or
+    # makes maps that are cut away, where a misaligned scale would show.
+    x = tf.random.normal([3, 6, 5, 10])
+    fused = SelfProliferation(filters, ratio, use_bias=use_bias, fused=True)
+    plain = SelfProliferation(filters, ratio, use_bias=use_bias, fused=False)
+    bn = keras.layers.BatchNormalization(epsilon=1e-3)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+    bn.build(fused.compute_output_shape(x.shape))
+    rng = np.random.RandomState(2)
+    plain.set_weights([rng.normal(0, 0.5, w.shape) for w in plain.weights])
+    fused.set_weights(plain.get_weights())
+    bn.set_weights(
+        [rng.uniform(0.5, 2.0, filters), rng.normal(0, 0.5, filters)]
+        + [rng.normal(0, 0.5, filters), rng.uniform(0.5, 2.0, filters)]
+    )
+    expected = bn(plain(x, training=False), training=False)
+    expected = tf.nn.relu(expected) if relu else expected
+    outputs = fused(x, training=False, batchnorm=bn, relu=relu)
+    np.testing.assert_allclose(outputs.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    # In training the BatchNorm layer itself runs (on the batch's statistics).
+    trained = fused(x, training=True, batchnorm=bn, relu=relu)
+    expected = bn(plain(x, training=True), training=True)
+    np.testing.assert_allclose(trained.numpy(), (tf.nn.relu(expected) if relu else expected).numpy(), atol=1e-5)
+
+
 def _fused_and_plain(**kwargs):
     fused, plain = build_spanet(**kwargs), build_spanet(fused=False, **kwargs)
     _randomise_batchnorm(fused)
@@ -176,8 +208,9 @@ def test_fused_graphs_use_matrix_products_and_fold_batchnorm():
     training = tf.function(lambda x: model(x, training=True), autograph=False).get_concrete_function(spec).graph
     inference_ops = [op.type for op in inference.get_operations()]
     assert "FusedBatchNormV3" in [op.type for op in training.get_operations()]
-    # Folded: only the BatchNorms after a concatenation (expand, project) and the stem and head remain.
-    assert inference_ops.count("FusedBatchNormV3") == 2 * 16 + 3
+    # Folded: every BatchNorm in the blocks (those after a concatenation into the proliferation module);
+    # only the stem's, head's and embedding's remain (grappler fuses them into the product before).
+    assert inference_ops.count("FusedBatchNormV3") == 3
     assert inference_ops.count("Conv2D") == 1  # the 3x3 stem; every 1x1 convolution is a MatMul
     # The one-op concat gradient (an IdentityN per self-proliferation) only where a gradient is taken.
     assert [op.type for op in training.get_operations()].count("IdentityN") == 2 * 16
