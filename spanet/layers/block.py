@@ -50,8 +50,8 @@ class SPABlock(keras.layers.Layer):
       fused: the CPU fast paths, with the same weights and outputs (to float
         rounding): 1x1 convolutions as matrix products, depthwise convolutions that
         train faster onto maps of at most four positions, and in inference BatchNorm folded into the
-        depthwise or 1x1 convolution before it, or into the self-proliferation module before it. False runs every layer separately,
-        as the published code does (for comparisons).
+        depthwise or 1x1 convolution or the self-proliferation module before it. False runs every
+        layer separately, as the published code does (for comparisons).
     """
 
     def __init__(
