@@ -209,7 +209,7 @@ def test_fused_graphs_use_matrix_products_and_fold_batchnorm():
     inference_ops = [op.type for op in inference.get_operations()]
     assert "FusedBatchNormV3" in [op.type for op in training.get_operations()]
     # Folded: every BatchNorm in the blocks (those after a concatenation into the proliferation module);
-    # only the stem's, head's and embedding's remain (grappler fuses them into the product before).
+    # only the stem's, head's and embedding's remain, outside the blocks.
     assert inference_ops.count("FusedBatchNormV3") == 3
     assert inference_ops.count("Conv2D") == 1  # the 3x3 stem; every 1x1 convolution is a MatMul
     # The one-op concat gradient (an IdentityN per self-proliferation) only where a gradient is taken.
