@@ -48,12 +48,17 @@ def scale_and_shift(inputs: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor) -> tf
     return tf.nn.bias_add(inputs * tf.cast(scale, inputs.dtype), tf.cast(shift, inputs.dtype))
 
 
+def shift_with_conv_bias(conv: keras.layers.Layer, scale: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
+    """The shift of ``conv(x) * scale + shift`` once ``conv``'s own bias, if any, is moved into it."""
+    if conv.use_bias:
+        shift = shift + tf.cast(conv.bias, tf.float32) * scale
+    return shift
+
+
 def _folded_scale_shift(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> Tuple[tf.Tensor, tf.Tensor]:
     """``bn``'s inference map with ``conv``'s own bias, if any, moved into the shift."""
     scale, shift = batchnorm_scale_shift(bn)
-    if conv.use_bias:
-        shift = shift + tf.cast(conv.bias, tf.float32) * scale
-    return scale, shift
+    return scale, shift_with_conv_bias(conv, scale, shift)
 
 
 def depthwise_with_batchnorm(

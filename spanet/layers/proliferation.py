@@ -12,7 +12,13 @@ from typing import Any, Dict
 
 from spanet._keras import keras, register, tf
 from spanet.layers.depthwise import SmallMapDepthwiseConv2D
-from spanet.layers.folding import batchnorm_scale_shift, depthwise_with_scale_shift, is_inference, scale_and_shift
+from spanet.layers.folding import (
+    batchnorm_scale_shift,
+    depthwise_with_scale_shift,
+    is_inference,
+    scale_and_shift,
+    shift_with_conv_bias,
+)
 from spanet.layers.pointwise import pointwise_or_conv2d
 from spanet.validation import check_ratio, check_positive_int
 
@@ -147,31 +153,30 @@ class SelfProliferation(keras.layers.Layer):
             if self.cheap is None:
                 return activation(scale_and_shift(intrinsic, scale, shift))
             first = activation(scale_and_shift(intrinsic, scale[: self.num_intrinsic], shift[: self.num_intrinsic]))
-        sources = intrinsic[..., : self.num_sources] if self.num_sources < self.num_intrinsic else intrinsic
         # The cheap convolution makes num_sources * multiplier maps, of which the first num_proliferated are kept.
-        made = self.num_sources * self.multiplier
-        padding = [[0, made - self.num_proliferated]]
+        padding = [[0, self.num_sources * self.multiplier - self.num_proliferated]]
         cheap_scale = tf.pad(scale[self.num_intrinsic :], padding, constant_values=1.0)
-        cheap_shift = tf.pad(shift[self.num_intrinsic :], padding)
-        if self.cheap.use_bias:
-            cheap_shift = cheap_shift + tf.cast(self.cheap.bias, tf.float32) * cheap_scale
+        cheap_shift = shift_with_conv_bias(self.cheap, cheap_scale, tf.pad(shift[self.num_intrinsic :], padding))
         with tf.name_scope(self.cheap.name):
-            proliferated = activation(depthwise_with_scale_shift(self.cheap, cheap_scale, cheap_shift, sources))
-        if made > self.num_proliferated:
-            proliferated = proliferated[..., : self.num_proliferated]
-        return tf.concat([first, proliferated], axis=-1)
+            made = depthwise_with_scale_shift(self.cheap, cheap_scale, cheap_shift, self._sources(intrinsic))
+        return tf.concat([first, self._kept(activation(made))], axis=-1)
+
+    def _sources(self, intrinsic: tf.Tensor) -> tf.Tensor:
+        """The intrinsic maps the cheap convolution reads: those whose copies survive the cut."""
+        return intrinsic[..., : self.num_sources] if self.num_sources < self.num_intrinsic else intrinsic
+
+    def _kept(self, proliferated: tf.Tensor) -> tf.Tensor:
+        """The cheap convolution's maps cut to the ``num_proliferated`` that the module outputs."""
+        if self.num_sources * self.multiplier > self.num_proliferated:
+            return proliferated[..., : self.num_proliferated]
+        return proliferated
 
     @tf.autograph.experimental.do_not_convert
     def _forward(self, inputs, training):
         intrinsic = self.intrinsic(inputs)
         if self.cheap is None:
             return intrinsic
-        sources = intrinsic
-        if self.num_sources < self.num_intrinsic:
-            sources = intrinsic[..., : self.num_sources]
-        proliferated = self.cheap(sources, training=training)
-        if self.num_sources * self.multiplier > self.num_proliferated:
-            proliferated = proliferated[..., : self.num_proliferated]
+        proliferated = self._kept(self.cheap(self._sources(intrinsic), training=training))
         if self.fused and not is_inference(training):
             return concat_channels(intrinsic, proliferated)
         # Inference: no gradient to speed up, and each custom gradient is one more function in every
