@@ -12,16 +12,19 @@ autotuner off (``spanet.input_pipeline``): with it on, every ``fit`` and ``predi
 pass ended on the autotuner's next wake-up, so rates came out as 200, 400 or 783.
 
 Rows: the published code's behaviour (single-channel attention softmax, every layer
-run separately: the baseline), the paper's attention layer by layer, the same with
-the library's CPU fast paths (``fused=True``, the default: 1x1 convolutions as
+run separately, on TensorFlow's default thread pools: the baseline), the same on the
+project's threads (one per op, ``spanet.threads``), the
+paper's attention layer by layer, the library's CPU fast paths on TensorFlow's
+threads, then on the project's threads (``fused=True``, the default: 1x1 convolutions as
 matrix products, BatchNorm folded in inference, one-op concat gradient,
 depthwise training onto maps of at most four positions as a batched matrix
 product, inference on each batch's two halves side by side (``spanet.halves``);
-and ``make_optimizer``'s NAG on TensorFlow's fused update kernels, where the first
-two rows use the stock Keras SGD), the same inference in one pass per batch (what
+and ``make_optimizer``'s NAG on TensorFlow's fused update kernels, where the
+layer-by-layer rows use the stock Keras SGD), the same inference in one pass per batch (what
 the halves give), then what frozen graphs (as the exported serving signature runs
 them, saved and reloaded), ``steps_per_execution``, XLA and bfloat16 give on top.
-Architecture, parameter count and batch are the same in every SP&A-Net row. GFLOP/s
+Architecture, parameter count and batch are the same in every SP&A-Net row. The baselines
+(plain Keras models) run on TensorFlow's threads. GFLOP/s
 columns are the achieved arithmetic rate of the medians (training: three passes' worth
 of FLOPs per image); the per-op split of a training step is ``benchmarks/profile_step.py``'s.
 """
@@ -70,6 +73,9 @@ class Variant:
     fused_optimizer: bool = True  # False: the stock keras.optimizers.SGD instead of make_optimizer's FusedSGD
     batches: int = 16  # batches per timed pass (fewer for the slow variants)
     halves: bool = True  # False: inference in one pass per batch, not on its two halves side by side
+    # True: TensorFlow's own thread pools (a thread per core for every op), as the published code runs;
+    # False: the project's setting, one thread per op on this 2-core machine (spanet.threads)
+    tensorflow_threads: bool = False
 
 
 def spanet_variants() -> List[Variant]:
@@ -78,8 +84,20 @@ def spanet_variants() -> List[Variant]:
             "published code: 1-channel softmax, layer by layer",
             build_kwargs=dict(reference_attention=True, fused=False),
             fused_optimizer=False,
+            tensorflow_threads=True,
         ),
-        Variant("SP&A-Net, paper attention, layer by layer", build_kwargs=dict(fused=False), fused_optimizer=False),
+        Variant(
+            "  published code on the project's threads (1 per op)",
+            build_kwargs=dict(reference_attention=True, fused=False),
+            fused_optimizer=False,
+        ),
+        Variant(
+            "SP&A-Net, paper attention, layer by layer",
+            build_kwargs=dict(fused=False),
+            fused_optimizer=False,
+            tensorflow_threads=True,
+        ),
+        Variant("SP&A-Net, CPU fast paths, TensorFlow's threads", tensorflow_threads=True),
         Variant("SP&A-Net, CPU fast paths (fused=True, default)"),
         Variant("  Keras predict in one pass per batch (no halves)", halves=False, train=False),
         Variant("  + frozen inference graph", inference="frozen", train=False),
@@ -93,7 +111,10 @@ def spanet_variants() -> List[Variant]:
 
 
 def baseline_variants() -> List[Variant]:
-    return [Variant(name, model=name) for name in ("ghostnet", "mobilenet_v2", "mobilenet_v3", "resnet50_gc")]
+    # Plain Keras models, one pass per batch: TensorFlow's own threads suit them (ResNet-50's large
+    # convolutions ran 185 against 279 img/s on one thread per op, 2026-12-05).
+    names = ("ghostnet", "mobilenet_v2", "mobilenet_v3", "resnet50_gc")
+    return [Variant(name, model=name, tensorflow_threads=True) for name in names]
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -228,10 +249,20 @@ def worker_main(variant: Variant, batch: int) -> int:
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, index: int, group: str, batch: int):
+    def __init__(self, index: int, group: str, batch: int, variant: Variant):
+        from spanet.threads import INTRA_OP_THREADS_ENV, available_cores
+
         command = [sys.executable, os.path.abspath(__file__), "--worker", group, str(index), "--batch", str(batch)]
+        environment = dict(os.environ)
+        if variant.tensorflow_threads:  # TensorFlow's default: as many threads per op as cores
+            environment[INTRA_OP_THREADS_ENV] = str(available_cores())
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=environment,
         )
         self.info = self._read()
 
@@ -275,7 +306,7 @@ def measure_group(variants: List[Variant], group: str, batch: int, rounds: int) 
     for index, variant in enumerate(variants):
         print(f"  starting {variant.name.strip()} ...", end="", flush=True)
         started = time.perf_counter()
-        workers.append(WorkerProcess(index, group, batch))
+        workers.append(WorkerProcess(index, group, batch, variant))
         print(f" {time.perf_counter() - started:.0f} s" if "error" not in workers[-1].info else " failed", flush=True)
     rates: List[Dict[str, List[float]]] = [{"train": [], "infer": []} for _ in variants]
     try:

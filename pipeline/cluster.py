@@ -120,6 +120,15 @@ class Resources:
     memory: str
     gpus: int = 0
 
+    def whole_cores(self) -> int:
+        """The CPU request in whole cores, at least 1 (Kubernetes quantities: ``"2"``, ``"1.5"``, ``"500m"``)."""
+        try:
+            cores = float(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu)
+        except ValueError:
+            message = f"cpu must be a Kubernetes CPU quantity such as 2, 1.5 or 500m; got {self.cpu!r}"
+            raise ValueError(message) from None
+        return max(1, int(cores))
+
     def to_kubernetes(self) -> Dict[str, Dict[str, str]]:
         limits = {"cpu": self.cpu, "memory": self.memory}
         if self.gpus:

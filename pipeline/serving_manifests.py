@@ -37,6 +37,7 @@ import yaml  # noqa: E402
 
 from pipeline.cluster import MODELS_MOUNT, TFX_BASE_IMAGE, Resources, ServingDeployConfig  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
+from spanet.threads import default_intra_op_threads  # noqa: E402
 
 PROG = "serving_manifests.py"
 #: The repository's deploy folder (the default output).
@@ -152,7 +153,9 @@ def _labels(config: PipelineConfig) -> Dict[str, str]:
     return {"app.kubernetes.io/name": serving_name(config), "app.kubernetes.io/part-of": config.pipeline_name}
 
 
-def _server_args(config: PipelineConfig, deploy: ServingDeployConfig) -> List[str]:
+def _server_args(config: PipelineConfig, deploy: ServingDeployConfig, resources: Resources) -> List[str]:
+    # Threads per op as the project's own processes use them (spanet.threads), for the container's cores.
+    intra_op_threads = default_intra_op_threads(resources.whole_cores())
     return [
         f"--port={deploy.grpc_port}",
         f"--rest_api_port={deploy.rest_port}",
@@ -163,6 +166,7 @@ def _server_args(config: PipelineConfig, deploy: ServingDeployConfig) -> List[st
         f"--batching_parameters_file={CONFIG_MOUNT}/{BATCHING_CONFIG}",
         f"--monitoring_config_file={CONFIG_MOUNT}/{MONITORING_CONFIG}",
         "--enable_model_warmup=true",
+        f"--tensorflow_intra_op_parallelism={intra_op_threads}",
     ]
 
 
@@ -186,7 +190,7 @@ def deployment(
         "name": "tensorflow-serving",
         "image": f"{deploy.image}:{deploy.version}{'-gpu' if gpu else ''}",
         "command": ["tensorflow_model_server"],
-        "args": _server_args(config, deploy),
+        "args": _server_args(config, deploy, resources),
         "ports": [
             {"name": "grpc", "containerPort": deploy.grpc_port, "protocol": "TCP"},
             {"name": "http", "containerPort": deploy.rest_port, "protocol": "TCP"},

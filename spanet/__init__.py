@@ -15,7 +15,12 @@ import os
 # Keras 2 (tf_keras) for the whole TFX 1.16 stack, set once for every importer of the library: it must
 # precede TensorFlow's first import (see spanet._keras), and a package's __init__ runs before its modules.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-from typing import Any
+from typing import Any  # noqa: E402
+
+from spanet.threads import apply_thread_defaults  # noqa: E402  (no TensorFlow import)
+
+# One thread per op on a 2-core machine (spanet.threads): also before TensorFlow's first op.
+apply_thread_defaults()
 
 __version__ = "0.1.0"
 

@@ -70,6 +70,8 @@ def test_deployments_agree_with_the_pipeline_config(configs, variant):
         "--enable_model_warmup=true",
     ):
         assert flag in args
+    # one thread per op for each half of the container's cores (spanet.threads): 2 CPUs -> 1, 4 -> 2
+    assert f"--tensorflow_intra_op_parallelism={1 if variant == 'cpu' else 2}" in args
     resources = container["resources"]
     assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
     if variant == "gpu":
@@ -264,3 +266,17 @@ def test_request_logging_renders_tf_servings_logging_config_on_a_mounted_volume(
     ).model_config_list.config
     assert not model.HasField("logging_config")
     assert main(["--out", "/nonexistent", "--request-log-collector", "x", "--request-log-sampling", "1.5"]) == 2
+
+
+@pytest.mark.parametrize("cpu, cores", [("2", 2), ("4", 4), ("1.5", 1), ("500m", 1), ("2500m", 2)])
+def test_a_containers_cpu_request_in_whole_cores(cpu, cores):
+    from pipeline.cluster import Resources
+
+    assert Resources(cpu=cpu, memory="1Gi").whole_cores() == cores
+
+
+def test_a_cpu_request_that_is_no_quantity_is_an_error_that_names_it():
+    from pipeline.cluster import Resources
+
+    with pytest.raises(ValueError, match="cpu must be a Kubernetes CPU quantity .* got 'two'"):
+        Resources(cpu="two", memory="1Gi").whole_cores()
