@@ -112,7 +112,7 @@ def spanet_variants() -> List[Variant]:
 
 def baseline_variants() -> List[Variant]:
     # Plain Keras models, one pass per batch: TensorFlow's own threads suit them (ResNet-50's large
-    # convolutions ran 185 against 279 img/s on one thread per op, 2026-12-05).
+    # convolutions inferred at 185 img/s on one thread per op, 267 on TensorFlow's, 2026-12-05).
     names = ("ghostnet", "mobilenet_v2", "mobilenet_v3", "resnet50_gc")
     return [Variant(name, model=name, tensorflow_threads=True) for name in names]
 

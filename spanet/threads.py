@@ -5,8 +5,8 @@ every core costs more in hand-over than it gains, while the graph has independen
 once: the two halves of an inference batch (``spanet.halves``), the shortcut beside the main path,
 the weight and input gradients of each layer. On the 2-core machine, one intra-op thread per op
 (TensorFlow's default is one per core) made Keras ``predict`` 1.8x and training 1.06x faster; the
-published code's layer-by-layer model gained nothing (training) or lost 17 % (inference), so it is
-measured on TensorFlow's own default (``benchmarks/bench_model.py``).
+published code's layer-by-layer model trained at most 4 % faster and predicted 11-16 % slower, so
+it is measured on TensorFlow's own default (``benchmarks/bench_model.py``).
 
 TensorFlow reads ``TF_NUM_INTRAOP_THREADS`` when it creates its runtime, at the first op, so this
 module only sets an environment default, before any op runs and never over a value already set
