@@ -122,8 +122,8 @@ class TrainingConfig:
     weight_decay: float = 5e-4
     # Training steps per call into the graph. Measured (benchmarks/bench_model.py, 2 cores): 16 once
     # halved SP&A-Net's training speed (199 -> 100 img/s; the steps run inside a while loop); with
-    # today's fast paths it gains 1-2 % (362 against 356 img/s on 2026-12-05, 478 against 468 the night
-    # before), within the rounds' noise, so 1.
+    # today's fast paths it gains 1-5 % (362 against 356 img/s on 2026-12-05, 478 against 468 the night
+    # before; on one thread per op 378 against 370 and 370 against 352), near the rounds' noise, so 1.
     steps_per_execution: int = 1
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 10
