@@ -47,7 +47,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, Callable, Dict, List, Optional  # noqa: E402
+from typing import Any, Callable, Dict, List, Mapping, Optional  # noqa: E402
 
 INPUT_SHAPE, NUM_CLASSES = (64, 64, 1), 9
 TARGET_TRAIN, TARGET_INFER = 400.0, 1500.0  # images/s on this 2-core machine (issue 2)
@@ -246,23 +246,29 @@ def worker_main(variant: Variant, batch: int) -> int:
 # ----------------------------------------------------------------------------- parent side
 
 
+def worker_environment(variant: Variant, environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment of ``variant``'s worker: the project's threads per op (inherited from this
+    process), or TensorFlow's default of one per core where the variant asks for it."""
+    from spanet.threads import INTRA_OP_THREADS_ENV, available_cores
+
+    environment = dict(environ)
+    if variant.tensorflow_threads:
+        environment[INTRA_OP_THREADS_ENV] = str(available_cores())
+    return environment
+
+
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
     def __init__(self, index: int, group: str, batch: int, variant: Variant):
-        from spanet.threads import INTRA_OP_THREADS_ENV, available_cores
-
         command = [sys.executable, os.path.abspath(__file__), "--worker", group, str(index), "--batch", str(batch)]
-        environment = dict(os.environ)
-        if variant.tensorflow_threads:  # TensorFlow's default: as many threads per op as cores
-            environment[INTRA_OP_THREADS_ENV] = str(available_cores())
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env=environment,
+            env=worker_environment(variant, os.environ),
         )
         self.info = self._read()
 

@@ -33,3 +33,20 @@ def test_targets_are_ratios_to_the_published_code_in_the_same_run(bench, capsys)
     assert "training       x1.996 the published code (target x2.0) -> missed" in text
     assert "Keras predict  x1.500 the published code (target x2.0) -> missed" in text
     assert "arithmetic rate" not in text
+
+
+def test_the_published_code_and_the_baselines_run_on_tensorflows_threads_and_the_default_on_the_projects(bench):
+    from spanet.threads import INTRA_OP_THREADS_ENV, available_cores
+
+    variants = {variant.name.strip(): variant for variant in bench.spanet_variants()}
+    published = variants["published code: 1-channel softmax, layer by layer"]
+    default = variants["SP&A-Net, CPU fast paths (fused=True, default)"]
+    environ = {INTRA_OP_THREADS_ENV: "1", "OTHER": "kept"}
+    assert bench.worker_environment(published, environ) == {
+        INTRA_OP_THREADS_ENV: str(available_cores()),
+        "OTHER": "kept",
+    }
+    assert bench.worker_environment(default, environ) == environ
+    assert environ == {INTRA_OP_THREADS_ENV: "1", "OTHER": "kept"}  # the parent's own is untouched
+    assert all(variant.tensorflow_threads for variant in bench.baseline_variants())
+    assert not variants["published code on the project's threads (1 per op)"].tensorflow_threads
