@@ -120,11 +120,12 @@ class TrainingConfig:
     final_learning_rate: float = 1e-4
     warmup_epochs: int = 1
     weight_decay: float = 5e-4
-    # Training steps per call into the graph. Measured (benchmarks/bench_model.py, 2 cores): 16 once
-    # halved SP&A-Net's training speed (199 -> 100 img/s; the steps run inside a while loop); with
-    # today's fast paths it gains 1-5 % (362 against 356 img/s on 2026-12-05, 478 against 468 the night
-    # before; on one thread per op 378 against 370 and 370 against 352), near the rounds' noise, so 1.
-    steps_per_execution: int = 1
+    # Training and evaluation steps per call into the graph (one tf.while_loop, spanet.tracing): the
+    # same steps, without Keras's and TensorFlow's per-call overhead, about 5 ms a step once the steps
+    # took 150 ms. Measured on 2 cores, one process each, 7 rounds (2026-12-05): 433 img/s at 16 and 430
+    # at 4 against 414 at 1; evaluation 1.5 against 2.6 s for 32 batches. Keras's own loop over the
+    # steps cost 10 s more graph building; the while loop, about 1 s.
+    steps_per_execution: int = 16
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 10
     # More epochs pay: on 5,354 fresh maps the 48-epoch model of the earlier default data missed 15
@@ -189,7 +190,7 @@ class TrainingConfig:
             raise ValueError(
                 f"test_time_orientations must be one of {ORIENTATIONS}; got {self.test_time_orientations!r}"
             )
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "steps_per_execution"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {getattr(self, name)!r}")
 

@@ -7,7 +7,8 @@ image), so the batch is cut in two and the network traced once for each half: Te
 inter-op threads then run the halves at once. The outputs are the same numbers (each image is
 computed by the same ops); the halves are joined back in order.
 
-Training cannot do this: BatchNorm's statistics span the whole batch.
+Training cannot do this: BatchNorm's statistics span the whole batch. It splits the channels instead,
+which BatchNorm treats independently (``spanet.layers.parts``).
 """
 
 from __future__ import annotations

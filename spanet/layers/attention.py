@@ -14,10 +14,11 @@ transform runs on every position separately (costly, and not what the paper says
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence
 
 from spanet._keras import keras, register, tf
-from spanet.layers.pointwise import pointwise_or_conv2d
+from spanet.layers.parts import channel_counts, pointwise_of_parts, split_like
+from spanet.layers.pointwise import PointwiseConv2D, pointwise_or_conv2d
 from spanet.validation import check_choice, check_positive_int
 
 #: Normalisations the attention transform can use (the paper's ablation).
@@ -110,6 +111,26 @@ class SelfAttention(keras.layers.Layer):
     def call(self, inputs, training=None):
         return self._forward(inputs, training)
 
+    def accepts_parts(self) -> bool:
+        """Whether :meth:`call_on_parts` applies: the paper's softmax over positions, 1x1 convolutions as
+        matrix products."""
+        return not self.reference_softmax and isinstance(self.context, PointwiseConv2D)
+
+    @tf.autograph.experimental.do_not_convert
+    def call_on_parts(self, parts: Sequence[tf.Tensor], training=None) -> List[tf.Tensor]:
+        """The module on ``concat(parts)`` as the output's parts: the context logits are a sum of one
+        product per part, each part is pooled and gated on its own (``spanet.layers.parts``)."""
+        positions = int(parts[0].shape[1]) * int(parts[0].shape[2])
+        with tf.name_scope(self.name):
+            logits = pointwise_of_parts(self.context, parts)
+            weights = tf.nn.softmax(tf.reshape(logits, [-1, 1, positions]))
+            pooled = [tf.matmul(weights, tf.reshape(part, [-1, positions, int(part.shape[-1])])) for part in parts]
+            context = tf.reshape(tf.concat(pooled, axis=-1), [-1, 1, 1, sum(channel_counts(parts))])
+            transformed = self._transform(context, training)
+            if self.fusion == "add":
+                return [part + share for part, share in zip(parts, split_like(transformed, parts))]
+            return [part * gate for part, gate in zip(parts, split_like(hard_sigmoid(transformed), parts))]
+
     # Static Python control flow only: autograph conversion would just slow model building.
     @tf.autograph.experimental.do_not_convert
     def _forward(self, inputs, training):
@@ -118,13 +139,16 @@ class SelfAttention(keras.layers.Layer):
             context = inputs * weights
         else:
             context = self._pooled_context(inputs)
-        hidden = self.down(context)
-        hidden = self.normalization(hidden, training=training)
-        hidden = tf.nn.relu(hidden)
-        transformed = self.up(hidden)
+        transformed = self._transform(context, training)
         if self.fusion == "add":
             return inputs + transformed
         return inputs * hard_sigmoid(transformed)
+
+    def _transform(self, context: tf.Tensor, training) -> tf.Tensor:
+        """Down, normalisation, ReLU, up: the pooled context's transform."""
+        hidden = self.down(context)
+        hidden = self.normalization(hidden, training=training)
+        return self.up(tf.nn.relu(hidden))
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)

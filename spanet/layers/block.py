@@ -15,8 +15,9 @@ from spanet._keras import keras, register, tf
 from spanet.layers.attention import NORMALIZATIONS, SelfAttention
 from spanet.layers.depthwise import SmallMapDepthwiseConv2D
 from spanet.layers.folding import depthwise_with_batchnorm, is_inference, pointwise_with_batchnorm
+from spanet.layers.parts import batchnorm_parts, depthwise_parts, supports_parts
 from spanet.layers.pointwise import pointwise_or_conv2d
-from spanet.layers.proliferation import SelfProliferation, proliferation_multiplier
+from spanet.layers.proliferation import SelfProliferation, concat_channels, proliferation_multiplier
 from spanet.validation import check_choice, check_positive_int, check_ratio
 
 #: BatchNormalization settings used throughout the network.
@@ -49,9 +50,10 @@ class SPABlock(keras.layers.Layer):
         ``expansion * multiplier`` channels). 1 keeps the block's width fixed for any r.
       fused: the CPU fast paths, with the same weights and outputs (to float
         rounding): 1x1 convolutions as matrix products, depthwise convolutions that
-        train faster onto maps of at most four positions, and in inference BatchNorm folded into the
-        depthwise or 1x1 convolution or the self-proliferation module before it. False runs every
-        layer separately, as the published code does (for comparisons).
+        train faster onto maps of at most four positions, in training the block's middle kept as
+        the expansion's two channel parts (``spanet.layers.parts``), and in inference BatchNorm folded
+        into the depthwise or 1x1 convolution or the self-proliferation module before it. False runs
+        every layer separately, as the published code does (for comparisons).
     """
 
     def __init__(
@@ -140,8 +142,38 @@ class SPABlock(keras.layers.Layer):
         self.project_bn.build(self.project.compute_output_shape(shape))
         super().build(input_shape)
 
+    # Static Python control flow only: autograph conversion would just slow model building.
+    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
+        if self._trains_on_parts(training):
+            return self._train_on_parts(inputs)
         return self._forward(inputs, training)
+
+    def _trains_on_parts(self, training) -> bool:
+        """Whether this call trains with the block's middle kept as channel parts (``spanet.layers.parts``)."""
+        return (
+            self.fused
+            and training is True
+            and self.project.accepts_parts()
+            and (self.self_attention is None or self.self_attention.accepts_parts())
+            and supports_parts()
+        )
+
+    # Static Python control flow only: autograph conversion would just slow model building.
+    @tf.autograph.experimental.do_not_convert
+    def _train_on_parts(self, inputs):
+        """Training, the same function as :meth:`_forward`: the expansion's intrinsic maps and cheap copies
+        go through BatchNorm, the strided convolution and attention side by side, joined only by the
+        projection's 1x1 product, whose own parts are joined after their BatchNorm."""
+        shortcut = self.shortcut_dw_bn(self.shortcut_dw(inputs, training=True), training=True)
+        shortcut = self.shortcut_proj_bn(self.shortcut_proj(shortcut), training=True)
+        parts = self.expand.batchnormed_parts(inputs, self.expand_bn, relu=True)
+        if self.strided_dw is not None:
+            parts = batchnorm_parts(self.strided_dw_bn, depthwise_parts(self.strided_dw, parts, True), relu=True)
+        if self.self_attention is not None:
+            parts = self.self_attention.call_on_parts(parts, training=True)
+        projected = self.project.batchnormed_parts(parts, self.project_bn)
+        return (concat_channels(*projected) if len(projected) == 2 else projected[0]) + shortcut
 
     # Static Python control flow only: autograph conversion would just slow model building.
     @tf.autograph.experimental.do_not_convert

@@ -57,6 +57,13 @@ class SmallMapDepthwiseConv2D(keras.layers.DepthwiseConv2D):
     """``DepthwiseConv2D`` ('same' padding) that trains faster where its output has at most four positions."""
 
     def call(self, inputs, training=None):
+        return self.convolve(inputs, training)
+
+    # Static Python control flow only: autograph conversion would just slow model building.
+    @tf.autograph.experimental.do_not_convert
+    def convolve(self, inputs, training=None, kernel=None, bias=None):
+        """The layer on ``inputs``; with ``kernel`` and ``bias``, the share of them that belongs to the input
+        channels ``inputs`` holds (a channel part, ``spanet.layers.parts``)."""
         height, width = inputs.shape[1], inputs.shape[2]
         dense = (
             training is True
@@ -69,16 +76,34 @@ class SmallMapDepthwiseConv2D(keras.layers.DepthwiseConv2D):
             and tuple(self.dilation_rate) == (1, 1)
             and self.data_format == "channels_last"
         )
-        if not dense:
-            return super().call(inputs)
-        return self._matrix_over_positions(inputs, int(height), int(width))
+        if kernel is None:
+            if not dense:
+                return super().call(inputs)
+            kernel, bias = self.depthwise_kernel, self.bias if self.use_bias else None
+        elif self.data_format != "channels_last":
+            raise ValueError("a depthwise convolution of channel parts needs data_format='channels_last'")
+        if dense:
+            outputs = self._matrix_over_positions(inputs, int(height), int(width), kernel)
+        else:
+            outputs = tf.nn.depthwise_conv2d(
+                inputs,
+                kernel,
+                strides=(1, *self.strides, 1),
+                padding=self.padding.upper(),
+                dilations=self.dilation_rate,
+            )
+        if bias is not None:
+            outputs = tf.nn.bias_add(outputs, bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
 
     @tf.autograph.experimental.do_not_convert
-    def _matrix_over_positions(self, inputs, height: int, width: int):
+    def _matrix_over_positions(self, inputs, height: int, width: int, kernel: tf.Tensor):
         kernel_size, stride = self.kernel_size[0], self.strides[0]
         channels, multiplier = int(inputs.shape[-1]), self.depth_multiplier
         table, out_h, out_w = tap_table(height, width, kernel_size, stride)
-        taps = tf.reshape(self.depthwise_kernel, [kernel_size * kernel_size, channels * multiplier])
+        taps = tf.reshape(kernel, [kernel_size * kernel_size, channels * multiplier])
         taps = tf.concat([taps, tf.zeros_like(taps[:1])], axis=0)  # row kernel**2: no tap
         # (C * m, in positions, out positions): one small matrix per output channel.
         matrices = tf.transpose(tf.gather(taps, tf.constant(table.T)), [2, 0, 1])
@@ -86,9 +111,4 @@ class SmallMapDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         if multiplier > 1:  # output channel c * m + j reads input channel c
             positions = tf.repeat(positions, multiplier, axis=-1)
         outputs = tf.matmul(tf.transpose(positions, [2, 0, 1]), matrices)  # (C * m, B, out positions)
-        outputs = tf.reshape(tf.transpose(outputs, [1, 2, 0]), [-1, out_h, out_w, channels * multiplier])
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return tf.reshape(tf.transpose(outputs, [1, 2, 0]), [-1, out_h, out_w, channels * multiplier])

@@ -8,7 +8,7 @@ two are concatenated. ``r = 1`` is a plain convolution.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from spanet._keras import keras, register, tf
 from spanet.layers.depthwise import SmallMapDepthwiseConv2D
@@ -19,7 +19,8 @@ from spanet.layers.folding import (
     scale_and_shift,
     shift_with_conv_bias,
 )
-from spanet.layers.pointwise import pointwise_or_conv2d
+from spanet.layers.parts import batchnorm_parts, pointwise_of_parts
+from spanet.layers.pointwise import PointwiseConv2D, pointwise_or_conv2d
 from spanet.validation import check_ratio, check_positive_int
 
 
@@ -172,8 +173,29 @@ class SelfProliferation(keras.layers.Layer):
         return proliferated
 
     @tf.autograph.experimental.do_not_convert
+    def batchnormed_parts(self, inputs, batchnorm, relu: bool = False) -> List[tf.Tensor]:
+        """Training: ``relu(batchnorm(self(inputs)))`` (or without the ReLU) as its channel parts, the
+        intrinsic maps and their cheap copies, never concatenated (``spanet.layers.parts``). ``inputs``
+        may be parts too (with :meth:`accepts_parts`): the intrinsic 1x1 convolution of their concat is
+        the sum of one product per part, so they are never joined either."""
+        if isinstance(inputs, (list, tuple)):
+            intrinsic = pointwise_of_parts(self.intrinsic, inputs)
+        else:
+            intrinsic = self.intrinsic(inputs)
+        if self.cheap is None:
+            return batchnorm_parts(batchnorm, [intrinsic], relu)
+        proliferated = self._kept(self.cheap(self._sources(intrinsic), training=True))
+        return batchnorm_parts(batchnorm, [intrinsic, proliferated], relu)
+
+    def accepts_parts(self) -> bool:
+        """Whether :meth:`batchnormed_parts` takes parts: the intrinsic convolution is a 1x1 matrix product."""
+        return isinstance(self.intrinsic, PointwiseConv2D)
+
+    @tf.autograph.experimental.do_not_convert
     def _forward(self, inputs, training):
-        intrinsic = self.intrinsic(inputs)
+        return self._from_intrinsic(self.intrinsic(inputs), training)
+
+    def _from_intrinsic(self, intrinsic, training):
         if self.cheap is None:
             return intrinsic
         proliferated = self._kept(self.cheap(self._sources(intrinsic), training=training))

@@ -138,8 +138,9 @@ def build_spanet(
       block_depth_multiplier: depth multiplier of each block's own depthwise convolutions;
         None follows the published code (``ceil(1/r) - 1``: 1 at r = 0.5, 16 at r = 0.06,
         where the network grows to ~74M parameters); 1 keeps the width fixed for any r.
-      fused: the CPU fast paths (1x1 convolutions as matrix products, BatchNorm folded
-        in inference, ``predict`` on two halves of each batch at once: :class:`SPANetModel`);
+      fused: the CPU fast paths (1x1 convolutions as matrix products, training on channel parts
+        (``spanet.layers.parts``), BatchNorm folded in inference, ``predict`` on two halves of each
+        batch at once: :class:`SPANetModel`);
         the same weights and outputs. False computes layer by layer in one plain functional
         model, as the published code does, for speed comparisons.
       blocks: the block table; the 16-block reference by default.

@@ -50,3 +50,27 @@ def test_the_published_code_and_the_baselines_run_on_tensorflows_threads_and_the
     assert environ == {INTRA_OP_THREADS_ENV: "1", "OTHER": "kept"}  # the parent's own is untouched
     assert all(variant.tensorflow_threads for variant in bench.baseline_variants())
     assert not variants["published code on the project's threads (1 per op)"].tensorflow_threads
+
+
+def test_the_default_row_trains_with_the_trainers_loop_and_the_published_code_with_keras_own(bench):
+    from components.config import TrainingConfig
+
+    variants = {variant.name.strip(): variant for variant in bench.spanet_variants()}
+    trainers = TrainingConfig().steps_per_execution
+    assert variants["SP&A-Net, CPU fast paths (fused=True, default)"].steps_per_execution == trainers > 1
+    assert variants["published code: 1-channel softmax, layer by layer"].steps_per_execution == 1
+    # The published code is also timed with the Trainer's loop, and the default model without it.
+    with_trainers_loop = variants[f"published code, {trainers} steps per execution (the Trainer's)"]
+    assert with_trainers_loop.steps_per_execution == trainers and not with_trainers_loop.infer
+    assert variants["one step per execution, as Keras does unasked"].steps_per_execution == 1
+
+
+def test_the_summary_also_compares_with_the_published_codes_fastest_setting(bench, capsys):
+    rows = _rows(train=500.0, infer=1600.0)
+    rows.insert(1, {"name": "  published code, 16 steps per execution", "flops": 60e6, "train": 260.0})
+    bench.print_summary(rows, peak=None)
+    text = capsys.readouterr().out
+    assert "training       x2.000 the published code (target x2.0) -> met" in text
+    assert "x1.923 its fastest setting here (published code, 16 steps per execution)" in text
+    # Inference: the first row is the published code's fastest, so no second line.
+    assert text.count("its fastest setting") == 1

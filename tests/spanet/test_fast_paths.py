@@ -2,8 +2,9 @@
 
 ``fused=True`` (the default) evaluates 1x1 convolutions as matrix products, folds
 BatchNorm into the convolution before it in inference, splits the concat gradient
-in one op and trains depthwise convolutions onto maps of at most four positions as
-a batched matrix product; ``fused=False`` runs the layers one by one as the published code does.
+in one op, trains depthwise convolutions onto maps of at most four positions as
+a batched matrix product and trains a block's middle on channel parts (tests/spanet/test_parts.py);
+``fused=False`` runs the layers one by one as the published code does.
 """
 
 import numpy as np
@@ -212,8 +213,9 @@ def test_fused_graphs_use_matrix_products_and_fold_batchnorm():
     # only the stem's, head's and embedding's remain, outside the blocks.
     assert inference_ops.count("FusedBatchNormV3") == 3
     assert inference_ops.count("Conv2D") == 1  # the 3x3 stem; every 1x1 convolution is a MatMul
-    # The one-op concat gradient (an IdentityN per self-proliferation) only where a gradient is taken.
-    assert [op.type for op in training.get_operations()].count("IdentityN") == 2 * 16
+    # The one-op concat gradient (an IdentityN per join) only where a gradient is taken: in training one
+    # per block, where the projection's parts meet (the expansion's are never joined: spanet.layers.parts).
+    assert [op.type for op in training.get_operations()].count("IdentityN") == 16
     assert "IdentityN" not in inference_ops
 
 

@@ -62,11 +62,55 @@ def test_each_function_is_traced_once_and_without_autograph():
     assert model.make_train_function() is model.train_function  # the cache, not a new function
 
 
-def test_several_steps_per_execution_keep_keras_own_loop():
-    model = _compiled(steps_per_execution=2)
-    loss, _, predictions = _run(model)
-    assert np.all(np.isfinite(loss)) and predictions.shape == (32, 3)
-    assert model.train_function._autograph is True  # noqa: SLF001  (Keras' loop over steps needs AutoGraph)
+def _fit_and_evaluate(model, count=40):
+    x, y = _data(count)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    return history, model.evaluate(x, y, batch_size=8, verbose=0), [w.numpy() for w in model.weights]
+
+
+def test_several_steps_per_execution_run_the_same_steps_in_one_while_loop():
+    # 5 batches an epoch at 3 steps per execution: Keras cuts the second execution to the 2 steps left.
+    history, evaluation, weights = _fit_and_evaluate(_compiled(steps_per_execution=3))
+    one_history, one_evaluation, one_weights = _fit_and_evaluate(_compiled(steps_per_execution=1))
+    keras_history, keras_evaluation, _ = _fit_and_evaluate(_compiled(steps_per_execution=3, traced=False))
+    assert history == one_history == keras_history
+    np.testing.assert_allclose(evaluation, one_evaluation, rtol=1e-6)
+    np.testing.assert_allclose(evaluation, keras_evaluation, rtol=1e-6)
+    for weight, one_weight in zip(weights, one_weights):
+        np.testing.assert_array_equal(weight, one_weight)
+
+
+def test_several_steps_per_execution_are_traced_once_without_autograph():
+    model = _compiled(steps_per_execution=3)
+    traces = {"train": 0, "test": 0}
+    for kind in traces:
+        step = getattr(model, f"{kind}_step")
+
+        def counted(data, step=step, kind=kind):
+            traces[kind] += 1  # runs only while tracing
+            return step(data)
+
+        setattr(model, f"{kind}_step", counted)
+    _fit_and_evaluate(model)
+    assert traces == {"train": 1, "test": 1}  # Keras's own loop traced them 4 and 2 times
+    assert model.train_function._autograph is False and model.test_function._autograph is False  # noqa: SLF001
+    assert int(model._train_counter.numpy()) == 10 and int(model._test_counter.numpy()) == 5  # noqa: SLF001
+    # Predicting several steps a call keeps Keras's loop, which gathers each step's outputs.
+    assert model.predict(_data(16)[0], batch_size=8, verbose=0).shape == (16, 3)
+    assert model.predict_function._autograph is True  # noqa: SLF001
+
+
+def test_a_model_with_its_own_train_step_keeps_keras_loop():
+    class OwnStep(type(_compiled())):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    model = _compiled(steps_per_execution=2, traced=False)
+    model.__class__ = OwnStep
+    trace_once(model)
+    x, y = _data(16)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert model.train_function._autograph is True  # noqa: SLF001  (its result may not be the metrics')
 
 
 def test_trace_once_refuses_an_uncompiled_model():
