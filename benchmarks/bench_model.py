@@ -16,13 +16,15 @@ run separately, on TensorFlow's default thread pools: the baseline), the same on
 project's threads (one per op, ``spanet.threads``), the
 paper's attention layer by layer, the library's CPU fast paths on TensorFlow's
 threads, then on the project's threads (``fused=True``, the default: 1x1 convolutions as
-matrix products, BatchNorm folded in inference, one-op concat gradient,
-depthwise training onto maps of at most four positions as a batched matrix
+matrix products, BatchNorm folded in inference, one-op concat gradient, training on
+channel parts (``spanet.layers.parts``), depthwise training onto maps of at most four positions as a batched matrix
 product, inference on each batch's two halves side by side (``spanet.halves``);
 and ``make_optimizer``'s NAG on TensorFlow's fused update kernels, where the
 layer-by-layer rows use the stock Keras SGD), the same inference in one pass per batch (what
 the halves give), then what frozen graphs (as the exported serving signature runs
-them, saved and reloaded), ``steps_per_execution``, XLA and bfloat16 give on top.
+them, saved and reloaded), 16 training steps per call (``steps_per_execution``), XLA and bfloat16 give
+on top. Every model is compiled with the Trainer's ``steps_per_execution`` (``components.config``)
+unless its row says otherwise, and traced as the Trainer traces it (``spanet.tracing.trace_once``).
 Architecture, parameter count and batch are the same in every SP&A-Net row. The baselines
 (plain Keras models) run on TensorFlow's threads. GFLOP/s
 columns are the achieved arithmetic rate of the medians (training: three passes' worth
@@ -89,27 +91,17 @@ def spanet_variants() -> List[Variant]:
             build_kwargs=dict(reference_attention=True, fused=False),
             fused_optimizer=False,
             tensorflow_threads=True,
-            steps_per_execution=1,
-        ),
-        Variant(
-            f"  published code, {TRAINER_STEPS_PER_EXECUTION} steps per execution (the Trainer's)",
-            build_kwargs=dict(reference_attention=True, fused=False),
-            fused_optimizer=False,
-            tensorflow_threads=True,
-            infer=False,
         ),
         Variant(
             "  published code on the project's threads (1 per op)",
             build_kwargs=dict(reference_attention=True, fused=False),
             fused_optimizer=False,
-            steps_per_execution=1,
         ),
         Variant(
             "SP&A-Net, paper attention, layer by layer",
             build_kwargs=dict(fused=False),
             fused_optimizer=False,
             tensorflow_threads=True,
-            steps_per_execution=1,
         ),
         Variant("SP&A-Net, CPU fast paths, TensorFlow's threads", tensorflow_threads=True),
         Variant("SP&A-Net, CPU fast paths (fused=True, default)"),
@@ -118,7 +110,7 @@ def spanet_variants() -> List[Variant]:
         Variant("  frozen graph in one pass per batch (no halves)", inference="frozen", halves=False, train=False),
         Variant("  + frozen graph, 16 batches per call", inference="frozen16", train=False),
         Variant("  exported serving signature (frozen, SavedModel)", inference="exported", train=False),
-        Variant("  one step per execution, as Keras does unasked", steps_per_execution=1, infer=False),
+        Variant("  + 16 steps per execution (one while loop)", steps_per_execution=16, infer=False),
         Variant("  + XLA (jit_compile)", jit_compile=True, batches=2),
         Variant("  + mixed bfloat16", bfloat16=True, batches=4),
     ]

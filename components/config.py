@@ -120,12 +120,11 @@ class TrainingConfig:
     final_learning_rate: float = 1e-4
     warmup_epochs: int = 1
     weight_decay: float = 5e-4
-    # Training and evaluation steps per call into the graph (one tf.while_loop, spanet.tracing): the
-    # same steps, without Keras's and TensorFlow's per-call overhead, about 5 ms a step once the steps
-    # took 150 ms. Measured on 2 cores, one process each, 7 rounds (2026-12-05): 433 img/s at 16 and 430
-    # at 4 against 414 at 1; evaluation 1.5 against 2.6 s for 32 batches. Keras's own loop over the
-    # steps cost 10 s more graph building; the while loop, about 1 s.
-    steps_per_execution: int = 16
+    # Training and evaluation steps per call into the graph (more than one: one tf.while_loop,
+    # spanet.tracing). Measured on 2 cores (2026-12-05): training 414 -> 433 img/s at 16 (worker
+    # processes, 7 rounds) and 428 -> 435 in bench_model; but the default run's graph building grew
+    # from about 11 to 14.8 s (with the channel parts), at the 15 s target, so the default stays 1.
+    steps_per_execution: int = 1
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 10
     # More epochs pay: on 5,354 fresh maps the 48-epoch model of the earlier default data missed 15
