@@ -50,29 +50,22 @@ def batchnorm_parts(
     """``bn(concat(parts), training=True)`` (then ReLU), one BatchNorm per part, and the layer's moving
     statistics updated as Keras's training step updates them: its fused kernel where the layer uses it
     (float32), its moments and ``batch_normalization`` otherwise (float64)."""
-    if bn.renorm or bn.virtual_batch_size is not None or bn.adjustment is not None or bn.synchronized:
+    # Keras 2 keeps its fused kernel's Bessel-corrected variances unless a layer of its legacy tests asks
+    # otherwise (_bessels_correction_test_only): the parts reproduce the plain layer only.
+    legacy_bessel = not getattr(bn, "_bessels_correction_test_only", True)
+    if bn.renorm or bn.virtual_batch_size is not None or bn.adjustment is not None or bn.synchronized or legacy_bessel:
         raise ValueError(f"BatchNorm {bn.name!r} on channel parts supports only plain per-batch statistics")
     outputs, means, variances = [], [], []
     with tf.name_scope(bn.name):
         moving_mean, moving_variance = tf.convert_to_tensor(bn.moving_mean), tf.convert_to_tensor(bn.moving_variance)
         dtype, channels = moving_mean.dtype, int(moving_mean.shape[0])
-        if bn.fused:
-            corrections = _bessel_corrections(bn, parts[0], dtype)
-
-            def normalise(*arguments):
-                return _fused_part(bn, *arguments, *corrections)
-
-        else:
-
-            def normalise(*arguments):
-                return _moments_part(bn, *arguments)
-
+        normalise = _fused_part if bn.fused else _moments_part
         gammas = split_like(bn.gamma if bn.scale else tf.ones([channels], dtype), parts)
         betas = split_like(bn.beta if bn.center else tf.zeros([channels], dtype), parts)
         for part, gamma, beta, mean, variance in zip(
             parts, gammas, betas, split_like(moving_mean, parts), split_like(moving_variance, parts)
         ):
-            output, mean, variance = normalise(part, gamma, beta, mean, variance)
+            output, mean, variance = normalise(bn, part, gamma, beta, mean, variance)
             outputs.append(relu_after_batchnorm(output) if relu else output)
             means.append(mean)
             variances.append(variance)
@@ -100,34 +93,22 @@ def relu_after_batchnorm(outputs: tf.Tensor) -> tf.Tensor:
     return tf.nn.relu(outputs)
 
 
-def _bessel_corrections(bn: keras.layers.BatchNormalization, part: tf.Tensor, dtype: tf.DType):
-    """The factors (to the fused kernel's variances, from them) that Keras applies around its fused
-    kernel: none, as Keras 2 keeps the kernel's Bessel-corrected variances unless a layer asks
-    otherwise (``_bessels_correction_test_only``, a flag of its legacy tests)."""
-    if getattr(bn, "_bessels_correction_test_only", True):
-        return None, None
-    count = tf.cast(tf.size(part) // int(part.shape[-1]), dtype)  # every part has as many values a channel
-    return count / (count - 1.0), (count - 1.0) / count
-
-
-def _fused_part(bn, part, gamma, beta, moving_mean, moving_variance, add_bessel, remove_bessel):
+def _fused_part(bn, part, gamma, beta, moving_mean, moving_variance):
     """One part through Keras's fused training BatchNorm: (output, new or batch mean, variance).
 
     Keras folds the moving average into the kernel when the momentum is a number; a tensor momentum
-    (BatchNorm re-estimation steers it through a variable) returns the batch statistics instead.
-    ``add_bessel`` and ``remove_bessel``: :func:`_bessel_corrections`."""
+    (BatchNorm re-estimation steers it through a variable) returns the batch statistics instead."""
     fused_average = isinstance(bn.momentum, (float, int))
-    output, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+    return tf.compat.v1.nn.fused_batch_norm(
         part,
         gamma,
         beta,
         mean=moving_mean,
-        variance=moving_variance if add_bessel is None else moving_variance * add_bessel,
+        variance=moving_variance,
         epsilon=bn.epsilon,
         is_training=True,
         exponential_avg_factor=1.0 - bn.momentum if fused_average else None,
     )
-    return output, mean, variance if remove_bessel is None else variance * remove_bessel
 
 
 def _moments_part(bn, part, gamma, beta, moving_mean, moving_variance):

@@ -195,6 +195,10 @@ def test_fused_network_has_the_same_gradients():
     finally:
         keras.backend.set_floatx("float32")
     assert fused_grads[0].dtype == tf.float64
+    # The blocks trained on channel parts (spanet.layers.parts), whose moving statistics match too.
+    assert all(layer._trains_on_parts(True) for layer in fused.layers if isinstance(layer, SPABlock))
+    for a, b in zip(fused.non_trainable_weights, plain.non_trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-8, atol=1e-12, err_msg=a.name)
     np.testing.assert_allclose(fused_loss.numpy(), plain_loss.numpy(), rtol=1e-10)
     largest = max(float(np.abs(g.numpy()).max()) for g in plain_grads)
     for variable, a, b in zip(fused.trainable_variables, fused_grads, plain_grads):

@@ -42,10 +42,10 @@ def test_traced_functions_give_keras_own_results():
     np.testing.assert_allclose(predictions, plain_predictions, atol=1e-5)
 
 
-def test_each_function_is_traced_once_and_without_autograph():
-    model = _compiled()
-    traces = {"train": 0, "test": 0, "predict": 0}
-    for kind in traces:
+def _count_traces(model, *kinds):
+    """Wraps the model's ``{kind}_step`` methods; the returned counts grow once per trace."""
+    traces = dict.fromkeys(kinds, 0)
+    for kind in kinds:
         step = getattr(model, f"{kind}_step")
 
         def counted(data, step=step, kind=kind):
@@ -53,6 +53,12 @@ def test_each_function_is_traced_once_and_without_autograph():
             return step(data)
 
         setattr(model, f"{kind}_step", counted)
+    return traces
+
+
+def test_each_function_is_traced_once_and_without_autograph():
+    model = _compiled()
+    traces = _count_traces(model, "train", "test", "predict")
     for _ in range(2):
         _run(model)
     assert traces == {"train": 1, "test": 1, "predict": 1}
@@ -82,15 +88,7 @@ def test_several_steps_per_execution_run_the_same_steps_in_one_while_loop():
 
 def test_several_steps_per_execution_are_traced_once_without_autograph():
     model = _compiled(steps_per_execution=3)
-    traces = {"train": 0, "test": 0}
-    for kind in traces:
-        step = getattr(model, f"{kind}_step")
-
-        def counted(data, step=step, kind=kind):
-            traces[kind] += 1  # runs only while tracing
-            return step(data)
-
-        setattr(model, f"{kind}_step", counted)
+    traces = _count_traces(model, "train", "test")
     _fit_and_evaluate(model)
     assert traces == {"train": 1, "test": 1}  # Keras's own loop traced them 4 and 2 times
     assert model.train_function._autograph is False and model.test_function._autograph is False  # noqa: SLF001
