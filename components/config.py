@@ -122,8 +122,8 @@ class TrainingConfig:
     weight_decay: float = 5e-4
     # Training and evaluation steps per call into the graph (more than one: one tf.while_loop,
     # spanet.tracing). Measured on 2 cores (2026-12-05): training 414 -> 433 img/s at 16 (worker
-    # processes, 7 rounds) and 428 -> 435 in bench_model; but the default run's graph building grew
-    # from about 11 to 14.8 s (with the channel parts), at the 15 s target, so the default stays 1.
+    # processes, 7 rounds), 428 -> 435 and 438 -> 456 in two bench_model runs; but the default run's
+    # graph building took 14.8 s at 16 against 13.0 s at 1, at the 15 s target, so the default stays 1.
     steps_per_execution: int = 1
     # Batches whose statistics re-estimate BatchNorm's moving averages before each validation.
     batchnorm_recalibration_batches: int = 10
