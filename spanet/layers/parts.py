@@ -70,7 +70,7 @@ def batchnorm_parts(
             means.append(mean)
             variances.append(variance)
         mean, variance = tf.concat(means, axis=0), tf.concat(variances, axis=0)
-        if bn.fused and isinstance(bn.momentum, (float, int)):  # the kernel already averaged them
+        if _kernel_averages(bn):
             bn.moving_mean.assign(mean)
             bn.moving_variance.assign(variance)
         else:
@@ -93,12 +93,15 @@ def relu_after_batchnorm(outputs: tf.Tensor) -> tf.Tensor:
     return tf.nn.relu(outputs)
 
 
-def _fused_part(bn, part, gamma, beta, moving_mean, moving_variance):
-    """One part through Keras's fused training BatchNorm: (output, new or batch mean, variance).
+def _kernel_averages(bn: keras.layers.BatchNormalization) -> bool:
+    """Whether the BatchNorm kernel itself returns the new moving statistics, as Keras has it do in its fused
+    training step when the momentum is a number; a tensor momentum (BatchNorm re-estimation steers it
+    through a variable) has the kernel return the batch's statistics, averaged in afterwards."""
+    return bool(bn.fused) and isinstance(bn.momentum, (float, int))
 
-    Keras folds the moving average into the kernel when the momentum is a number; a tensor momentum
-    (BatchNorm re-estimation steers it through a variable) returns the batch statistics instead."""
-    fused_average = isinstance(bn.momentum, (float, int))
+
+def _fused_part(bn, part, gamma, beta, moving_mean, moving_variance):
+    """One part through Keras's fused training BatchNorm: (output, new or batch mean, variance)."""
     return tf.compat.v1.nn.fused_batch_norm(
         part,
         gamma,
@@ -107,7 +110,7 @@ def _fused_part(bn, part, gamma, beta, moving_mean, moving_variance):
         variance=moving_variance,
         epsilon=bn.epsilon,
         is_training=True,
-        exponential_avg_factor=1.0 - bn.momentum if fused_average else None,
+        exponential_avg_factor=1.0 - bn.momentum if _kernel_averages(bn) else None,
     )
 
 

@@ -66,6 +66,8 @@ def test_config_errors_name_the_field():
         ModuleConfig.from_custom_config({"image": {"channels": 2}})
     with pytest.raises(ValueError, match="class_weighting must be 'balanced' or 'none'"):
         TrainingConfig(class_weighting="focal")
+    with pytest.raises(ValueError, match="steps_per_execution must be an integer >= 1; got 0"):
+        TrainingConfig(steps_per_execution=0)
 
 
 def test_stray_positional_arguments_are_refused(capsys):

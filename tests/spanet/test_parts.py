@@ -84,6 +84,13 @@ def test_batchnorm_on_parts_refuses_settings_it_does_not_reproduce():
         batchnorm_parts(bn, _parts((2, 2, 2), (4,)))
 
 
+def test_depthwise_parts_need_channels_last():
+    conv = SmallMapDepthwiseConv2D(3, padding="same", data_format="channels_first")
+    conv.build((None, 4, 6, 6))
+    with pytest.raises(ValueError, match="channel parts needs data_format='channels_last'"):
+        conv.convolve(tf.zeros([1, 4, 6, 6]), True, conv.depthwise_kernel)
+
+
 def test_relu_after_batchnorm_avoids_the_fused_kernel_only_where_it_is_slow():
     for channels, op in ((36, "LeakyRelu"), (40, "Relu"), (48, "Relu")):
         x = tf.constant(np.linspace(-2.0, 2.0, 2 * channels).reshape(1, 1, 2, channels), tf.float32)
